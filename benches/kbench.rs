@@ -1,0 +1,1644 @@
+//! # kbench — the Kairos benchmark
+//!
+//! One command measures Kairos with a stock Kafka client (librdkafka, through the `rdkafka`
+//! crate), prints a Markdown table and writes it to a file:
+//!
+//! ```text
+//! cargo bench --bench kbench                      # full run, about 5 minutes, writes bench-results.md
+//! cargo bench --bench kbench -- --quick           # smoke run, about 10 seconds
+//! cargo bench --bench kbench -- --out results.md --only produce,latency
+//! ```
+//!
+//! It builds and starts the broker itself: the binary is `$KAIROS_BIN`, else the `kairos`
+//! binary cargo built alongside this bench, else `$CARGO_TARGET_DIR/release/kairos`, else
+//! `target/release/kairos`. Each broker runs as a child process as
+//! `kairos serve --listen 127.0.0.1:P --console 127.0.0.1:C --data-dir D [--fsync always]`
+//! on free loopback ports with a fresh temporary data directory, and is stopped with SIGTERM
+//! (a non-zero exit or a slow shutdown is reported under "Notes"). The scenarios with the
+//! default fsync policy run on one broker, the `--fsync always` ones on a second, fresh one.
+//!
+//! Other servers:
+//! * `--bootstrap ADDR [--broker-pid PID]` runs the default-fsync scenarios against a server
+//!   that is already running (CPU and RSS columns need `--broker-pid`). For the client-bound
+//!   ceiling: `python3 /work/shared/tools/nullsink.py --port 19092` (a sink that acknowledges
+//!   produce and stores nothing) and `kbench --bootstrap 127.0.0.1:19092 --only produce,latency`.
+//! * `--broker-cmd 'CMD'` starts `sh -c 'exec CMD'` instead of kairos, with `{port}` in CMD
+//!   replaced by a free port and `{data}` by a fresh directory.
+//!
+//! ## Scenarios
+//! Every run uses a fresh topic with one partition (created with CreateTopics, or by
+//! auto-creation when the server refuses CreateTopics), null keys, and values of fixed
+//! pseudo-random bytes. Producers use librdkafka's defaults (batching, no compression) with
+//! `linger.ms=5`; a tight `send()` loop on a `BaseProducer`, polled for delivery reports every
+//! 1024 sends and whenever the queue is full. Each scenario runs `--repeats` times (3; 1 with
+//! `--quick`) and the tables quote the median of each column separately.
+//! * 1-4: produce 100 B / 1 KiB records with acks=1 / acks=all for `--secs` seconds (5) or
+//!   `--records` records; then flush. The rate counts acknowledged records over the time from
+//!   the first send to the last acknowledgement.
+//! * 5-8: the same on a broker started with `--fsync always`.
+//! * 9: consume catch-up: a topic pre-filled with `--consume-records` (5,000,000) records of
+//!   100 B is read from offset 0 by a fresh `BaseConsumer` (`assign`, no commits, librdkafka's
+//!   fetch defaults), timed from `assign` to the last record.
+//! * 10: produce latency: 50,000 records/s (`--latency-rate`) of 100 B with acks=all for
+//!   `--latency-secs` (10) on a `ThreadedProducer`, paced in 200 µs steps. A record's latency is
+//!   the time of its delivery report minus the time just before its `send()`. Note that with
+//!   `linger.ms=5` librdkafka holds each record up to 5 ms before sending its batch, so about
+//!   half of p50 and most of p99 is the client's linger; row 10c (linger.ms=0) shows the rest.
+//!
+//! ## Columns
+//! * **records/s**: median acknowledged (produce) or received (consume) records per second.
+//! * **MB/s**: record value bytes per second, 10^6 bytes (keys are null, framing not counted).
+//! * **broker CPU s/M**: broker CPU time (user + system, all threads, from `/proc/PID/stat`)
+//!   spent during the run, per million records. The figure to cut.
+//! * **broker CPU %** and **client CPU %**: CPU time over wall time of the broker and of this
+//!   process (librdkafka's threads included); 100 % is one core and the machine's cores are
+//!   shared by both, so their sum against `cores × 100 %` shows who is saturated.
+//! * **peak RSS MB**: the broker's largest `VmRSS` sampled every 50 ms during the run (MiB).
+//! * **runs**: every run's records/s, to judge the spread.
+//! * **p50/p99/p99.9/max ms**: latency percentiles of all records of a run (median over runs).
+//! * **idle RSS**: the broker's `VmRSS` 1 s after it became ready, before any client connected;
+//!   **peak RSS during produce**: the largest sample of rows 1-4 (or 5-8); **VmHWM**: the
+//!   kernel's own peak RSS of the process over its life (consume and latency included).
+//! * Sizes: MB = 10^6 bytes for rates; RSS in MiB (2^20 bytes).
+//! * **target**: the issue's target for that figure and whether the median meets it.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kbench",
+    about = "Kairos benchmark: starts the broker, measures it with librdkafka, writes a Markdown table"
+)]
+struct Args {
+    /// Write the Markdown report here.
+    #[arg(long, value_name = "FILE", default_value = "bench-results.md")]
+    out: PathBuf,
+    /// Short smoke run (about 10 s): 1 repeat, short runs, few records.
+    #[arg(long)]
+    quick: bool,
+    /// Measure a server that is already running at ADDR instead of starting kairos.
+    #[arg(long, value_name = "ADDR", conflicts_with = "broker_cmd")]
+    bootstrap: Option<String>,
+    /// PID of the --bootstrap server, for the CPU and RSS columns.
+    #[arg(long, value_name = "PID", requires = "bootstrap")]
+    broker_pid: Option<u32>,
+    /// Start this shell command as the server ({port}: a free port, {data}: a fresh dir).
+    #[arg(long, value_name = "CMD")]
+    broker_cmd: Option<String>,
+    /// The kairos binary (default: the one cargo built, else target/release/kairos).
+    #[arg(long, value_name = "PATH", env = "KAIROS_BIN")]
+    kairos_bin: Option<PathBuf>,
+    /// Runs per scenario; tables quote the median [3, --quick: 1].
+    #[arg(long, value_name = "N")]
+    repeats: Option<usize>,
+    /// Seconds per produce run [5, --quick: 0.4].
+    #[arg(long, value_name = "S")]
+    secs: Option<f64>,
+    /// Records per produce run, instead of --secs.
+    #[arg(long, value_name = "N")]
+    records: Option<u64>,
+    /// Records pre-filled for the consume catch-up [5000000, --quick: 200000].
+    #[arg(long, value_name = "N")]
+    consume_records: Option<u64>,
+    /// Records per second in the latency scenario.
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    latency_rate: u64,
+    /// Seconds per latency run [10, --quick: 1].
+    #[arg(long, value_name = "S")]
+    latency_secs: Option<f64>,
+    /// Only these: any of default,fsync (broker groups) and produce,consume,latency (kinds).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    only: Vec<String>,
+    /// Extra librdkafka producer property (repeatable), e.g. -X batch.size=2000000.
+    #[arg(short = 'X', long = "producer-prop", value_name = "KEY=VALUE")]
+    producer_props: Vec<String>,
+    /// Extra librdkafka consumer property (repeatable), e.g. -C fetch.max.bytes=104857600.
+    #[arg(short = 'C', long = "consumer-prop", value_name = "KEY=VALUE")]
+    consumer_props: Vec<String>,
+    /// Do not use CreateTopics/DeleteTopics; rely on auto-creation.
+    #[arg(long)]
+    auto_create: bool,
+    /// Parent directory for the brokers' data directories and logs [system temp dir].
+    #[arg(long, value_name = "DIR")]
+    tmp_dir: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Sizes of one invocation, after --quick and the explicit options.
+#[derive(Clone, Debug)]
+struct Plan {
+    repeats: usize,
+    produce: Amount,
+    consume_records: u64,
+    latency_rate: u64,
+    latency_secs: f64,
+    settle: Duration,
+    producer_props: Vec<(String, String)>,
+    consumer_props: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Amount {
+    Secs(f64),
+    Records(u64),
+}
+
+/// What to run: broker groups and scenario kinds.
+#[derive(Clone, Debug)]
+struct Selection {
+    default_group: bool,
+    fsync_group: bool,
+    produce: bool,
+    consume: bool,
+    latency: bool,
+}
+
+impl Selection {
+    fn parse(only: &[String]) -> Result<Selection, String> {
+        let known = ["default", "fsync", "produce", "consume", "latency"];
+        for w in only {
+            if !known.contains(&w.as_str()) {
+                return Err(format!("--only: unknown word {w:?} (known: {})", known.join(",")));
+            }
+        }
+        let has = |w: &str| only.iter().any(|x| x == w);
+        let any_group = has("default") || has("fsync");
+        let any_kind = has("produce") || has("consume") || has("latency");
+        Ok(Selection {
+            default_group: !any_group || has("default"),
+            fsync_group: !any_group || has("fsync"),
+            produce: !any_kind || has("produce"),
+            consume: !any_kind || has("consume"),
+            latency: !any_kind || has("latency"),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc helpers
+
+fn clk_tck() -> f64 {
+    static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU seconds (user + system, all threads) of a process; `None` = this process.
+fn cpu_secs(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let s = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces):
+    // state(3) ppid(4) ... utime(14) stime(15).
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / clk_tck())
+}
+
+/// A `Vm*` line of /proc/PID/status, in KiB.
+fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))
+        .and_then(|l| l[key.len() + 1..].split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Samples a process's VmRSS every 50 ms and keeps the largest.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    handle: JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start(pid: Option<u32>) -> Option<RssSampler> {
+        let pid = pid?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(proc_status_kb(pid, "VmRSS").unwrap_or(0)));
+        let (s, p) = (stop.clone(), peak.clone());
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(kb) = proc_status_kb(pid, "VmRSS") {
+                    p.fetch_max(kb, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Some(RssSampler { stop, peak, handle })
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// CPU of the broker and of this process between `start` and `stop`, plus the broker's peak RSS.
+struct Meter {
+    pid: Option<u32>,
+    broker0: Option<f64>,
+    client0: Option<f64>,
+    sampler: Option<RssSampler>,
+}
+
+struct Metered {
+    broker_cpu: Option<f64>,
+    client_cpu: Option<f64>,
+    peak_rss_kb: Option<u64>,
+}
+
+impl Meter {
+    fn start(pid: Option<u32>) -> Meter {
+        Meter {
+            pid,
+            broker0: pid.and_then(|p| cpu_secs(Some(p))),
+            client0: cpu_secs(None),
+            sampler: RssSampler::start(pid),
+        }
+    }
+
+    fn stop(self) -> Metered {
+        let broker1 = self.pid.and_then(|p| cpu_secs(Some(p)));
+        let client1 = cpu_secs(None);
+        Metered {
+            broker_cpu: self.broker0.zip(broker1).map(|(a, b)| b - a),
+            client_cpu: self.client0.zip(client1).map(|(a, b)| b - a),
+            peak_rss_kb: self.sampler.map(RssSampler::finish),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The broker process
+
+/// The PID of the running broker child and its data dir, for the signal handler.
+static CHILD_PID: AtomicU32 = AtomicU32::new(0);
+static CHILD_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn send_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+struct Broker {
+    child: Option<Child>,
+    pid: u32,
+    addr: String,
+    console: Option<String>,
+    command_line: String,
+    log_path: PathBuf,
+    data_dir: PathBuf,
+}
+
+struct Stopped {
+    status: Option<ExitStatus>,
+    secs: f64,
+    hwm_kb: Option<u64>,
+}
+
+impl Broker {
+    fn start_kairos(bin: &Path, fsync_always: bool, tmp: &Path, tag: &str) -> Result<Broker, String> {
+        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let console_port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let data = tmp.join(format!("data-{tag}"));
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--console".into(),
+            format!("127.0.0.1:{console_port}"),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ];
+        if fsync_always {
+            args.push("--fsync".into());
+            args.push("always".into());
+        }
+        let mut cmd = Command::new(bin);
+        cmd.args(&args);
+        let line = format!("{} {}", bin.display(), args.join(" "));
+        Broker::spawn(
+            cmd,
+            line,
+            format!("127.0.0.1:{port}"),
+            Some(format!("127.0.0.1:{console_port}")),
+            tmp,
+            tag,
+            data,
+        )
+    }
+
+    fn start_cmd(template: &str, tmp: &Path, tag: &str) -> Result<Broker, String> {
+        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let data = tmp.join(format!("data-{tag}"));
+        std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+        let line = template
+            .replace("{port}", &port.to_string())
+            .replace("{data}", &data.display().to_string());
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!("exec {line}"));
+        Broker::spawn(cmd, line, format!("127.0.0.1:{port}"), None, tmp, tag, data)
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        command_line: String,
+        addr: String,
+        console: Option<String>,
+        tmp: &Path,
+        tag: &str,
+        data_dir: PathBuf,
+    ) -> Result<Broker, String> {
+        let log_path = tmp.join(format!("broker-{tag}.log"));
+        let log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
+        eprintln!("kbench: starting {command_line}");
+        let child = cmd.spawn().map_err(|e| format!("cannot start {command_line}: {e}"))?;
+        let pid = child.id();
+        CHILD_PID.store(pid, Ordering::SeqCst);
+        *CHILD_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(data_dir.clone());
+        let mut b = Broker { child: Some(child), pid, addr, console, command_line, log_path, data_dir };
+        b.wait_ready(Duration::from_secs(60))?;
+        Ok(b)
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let s = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let v: Vec<&str> = s.lines().collect();
+        v[v.len().saturating_sub(lines)..].join("\n")
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let t0 = Instant::now();
+        let sa: SocketAddr = self.addr.parse().map_err(|e| format!("{}: {e}", self.addr))?;
+        loop {
+            if let Some(st) = self.exited() {
+                return Err(format!("broker exited during start-up ({st}); log:\n{}", self.log_tail(30)));
+            }
+            if TcpStream::connect_timeout(&sa, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if t0.elapsed() > timeout {
+                return Err(format!("broker not listening on {} after {timeout:?}; log:\n{}", self.addr, self.log_tail(30)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(console) = self.console.clone() {
+            loop {
+                match http_status(&console, "/healthz") {
+                    Some(200) => break,
+                    _ if t0.elapsed() > timeout => {
+                        eprintln!("kbench: warning: GET http://{console}/healthz did not answer 200; going on");
+                        break;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        eprintln!("kbench: broker pid {} ready on {} after {:.2} s", self.pid, self.addr, t0.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn stop(mut self) -> Stopped {
+        let hwm_kb = proc_status_kb(self.pid, "VmHWM");
+        let t0 = Instant::now();
+        send_sigterm(self.pid);
+        let mut status = None;
+        if let Some(child) = self.child.as_mut() {
+            while t0.elapsed() < Duration::from_secs(30) {
+                if let Ok(Some(st)) = child.try_wait() {
+                    status = Some(st);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if status.is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        self.child = None;
+        CHILD_PID.store(0, Ordering::SeqCst);
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        Stopped { status, secs, hwm_kb }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            CHILD_PID.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Status code of `GET path` over HTTP/1.1, if any.
+fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let sa: SocketAddr = addr.parse().ok()?;
+    let mut s = TcpStream::connect_timeout(&sa, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    let head = std::str::from_utf8(&buf[..n]).ok()?;
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// SIGINT/SIGTERM: stop the broker child, remove its data, exit.
+fn install_signal_handler() {
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        });
+        let pid = CHILD_PID.load(Ordering::SeqCst);
+        if pid != 0 {
+            eprintln!("kbench: interrupted; stopping broker pid {pid}");
+            send_sigterm(pid);
+            let t0 = Instant::now();
+            while Path::new(&format!("/proc/{pid}")).exists() && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if let Some(d) = CHILD_DIR.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        std::process::exit(130);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// librdkafka clients
+
+/// Counts delivery reports; optionally records per-record latency (opaque = send time in ns
+/// since `base`).
+struct ProdCtx {
+    base: Instant,
+    ok: AtomicU64,
+    err: AtomicU64,
+    first_err: Mutex<Option<String>>,
+    lat: Option<Mutex<Vec<u64>>>,
+    logged: AtomicU64,
+}
+
+impl ProdCtx {
+    fn new(latency_capacity: Option<usize>) -> ProdCtx {
+        ProdCtx {
+            base: Instant::now(),
+            ok: AtomicU64::new(0),
+            err: AtomicU64::new(0),
+            first_err: Mutex::new(None),
+            lat: latency_capacity.map(|n| Mutex::new(Vec::with_capacity(n))),
+            logged: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ns(&self) -> usize {
+        self.base.elapsed().as_nanos() as usize
+    }
+}
+
+/// Prints the first few librdkafka warnings and errors of a client.
+fn client_log(logged: &AtomicU64, what: &str, msg: &str) {
+    let n = logged.fetch_add(1, Ordering::Relaxed);
+    if n < 5 {
+        eprintln!("kbench: librdkafka {what}: {msg}");
+    } else if n == 5 {
+        eprintln!("kbench: (more librdkafka messages of this client suppressed)");
+    }
+}
+
+fn log_is_warning(level: RDKafkaLogLevel) -> bool {
+    matches!(
+        level,
+        RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning
+    )
+}
+
+impl ClientContext for ProdCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        if log_is_warning(level) {
+            client_log(&self.logged, fac, msg);
+        }
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_log(&self.logged, "error", &format!("{error}: {reason}"));
+    }
+}
+
+impl ProducerContext for ProdCtx {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_ns: usize) {
+        match result {
+            Ok(_) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                if let Some(lat) = &self.lat {
+                    let d = self.now_ns().saturating_sub(sent_ns) as u64;
+                    lat.lock().unwrap_or_else(|e| e.into_inner()).push(d);
+                }
+            }
+            Err((e, _)) => {
+                self.err.fetch_add(1, Ordering::Relaxed);
+                let mut f = self.first_err.lock().unwrap_or_else(|e| e.into_inner());
+                if f.is_none() {
+                    *f = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+struct ConsCtx {
+    logged: AtomicU64,
+}
+
+impl ClientContext for ConsCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        if log_is_warning(level) {
+            client_log(&self.logged, fac, msg);
+        }
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_log(&self.logged, "error", &format!("{error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for ConsCtx {}
+
+fn producer_config(bootstrap: &str, acks: &str, linger_ms: u32, plan: &Plan) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("acks", acks)
+        .set("linger.ms", linger_ms.to_string())
+        // Not a tuning: makes a dead or stuck server fail the run in 30 s instead of 300 s.
+        .set("message.timeout.ms", "30000")
+        .set("client.id", "kbench");
+    for (k, v) in &plan.producer_props {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Waits until the topic's partition 0 has a leader (auto-creating it if the server does that);
+/// returns the topic's partition count.
+fn wait_topic<C: ClientContext>(client: &rdkafka::client::Client<C>, topic: &str) -> Result<usize, String> {
+    let t0 = Instant::now();
+    let mut last = String::new();
+    while t0.elapsed() < Duration::from_secs(20) {
+        match client.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            Ok(md) => {
+                if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
+                    if t.error().is_none() && t.partitions().iter().any(|p| p.id() == 0 && p.leader() >= 0) {
+                        return Ok(t.partitions().len());
+                    }
+                    last = format!("topic error {:?}", t.error());
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("topic {topic} has no leader after 20 s ({last})"))
+}
+
+fn partitions_note(n: usize) -> Option<String> {
+    (n != 1).then(|| format!("the topic has {n} partitions, not 1"))
+}
+
+/// CreateTopics / DeleteTopics, falling back to auto-creation when the server refuses.
+struct Admin {
+    client: Option<AdminClient<DefaultClientContext>>,
+    rt: tokio::runtime::Runtime,
+    nonce: String,
+    counter: u32,
+}
+
+impl Admin {
+    fn new(bootstrap: &str, enabled: bool) -> Admin {
+        let client = if enabled {
+            ClientConfig::new()
+                .set("bootstrap.servers", bootstrap)
+                .create::<AdminClient<DefaultClientContext>>()
+                .ok()
+        } else {
+            None
+        };
+        let nonce = format!(
+            "{:x}",
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0) & 0xffffff
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        Admin { client, rt, nonce, counter: 0 }
+    }
+
+    /// A fresh topic name, created with one partition when CreateTopics works.
+    fn topic(&mut self, what: &str) -> String {
+        self.counter += 1;
+        let name = format!("kbench-{what}-{}-{}", self.nonce, self.counter);
+        if let Some(admin) = &self.client {
+            let opts = AdminOptions::new()
+                .operation_timeout(Some(Duration::from_secs(10)))
+                .request_timeout(Some(Duration::from_secs(10)));
+            let nt = NewTopic::new(&name, 1, TopicReplication::Fixed(1));
+            let res = self.rt.block_on(admin.create_topics([&nt], &opts));
+            let ok = match res {
+                Ok(v) => match v.first() {
+                    Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => true,
+                    Some(Err((_, code))) => {
+                        eprintln!("kbench: CreateTopics {name}: {code}; using auto-creation from now on");
+                        false
+                    }
+                    None => false,
+                },
+                Err(e) => {
+                    eprintln!("kbench: CreateTopics {name}: {e}; using auto-creation from now on");
+                    false
+                }
+            };
+            if !ok {
+                self.client = None;
+            }
+        }
+        name
+    }
+
+    fn delete(&mut self, topic: &str) {
+        if let Some(admin) = &self.client {
+            let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+            match self.rt.block_on(admin.delete_topics(&[topic], &opts)) {
+                Ok(v) => {
+                    if let Some(Err((_, code))) = v.first() {
+                        eprintln!("kbench: warning: DeleteTopics {topic}: {code}");
+                    }
+                }
+                Err(e) => eprintln!("kbench: warning: DeleteTopics {topic}: {e}"),
+            }
+        }
+    }
+}
+
+/// Fixed pseudo-random bytes (xorshift), the same for every record of a size.
+fn value_bytes(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+#[derive(Clone, Debug, Default)]
+struct Run {
+    records: u64,
+    bytes: u64,
+    secs: f64,
+    broker_cpu: Option<f64>,
+    client_cpu: Option<f64>,
+    peak_rss_kb: Option<u64>,
+    lat: Option<Lat>,
+    note: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Lat {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.secs.max(1e-9)
+    }
+    fn mbps(&self) -> f64 {
+        self.bytes as f64 / self.secs.max(1e-9) / 1e6
+    }
+    fn broker_s_per_m(&self) -> Option<f64> {
+        self.broker_cpu.map(|c| c / (self.records.max(1) as f64) * 1e6)
+    }
+    fn broker_pct(&self) -> Option<f64> {
+        self.broker_cpu.map(|c| c / self.secs.max(1e-9) * 100.0)
+    }
+    fn client_pct(&self) -> Option<f64> {
+        self.client_cpu.map(|c| c / self.secs.max(1e-9) * 100.0)
+    }
+}
+
+fn apply(metered: Metered, run: &mut Run) {
+    run.broker_cpu = metered.broker_cpu;
+    run.client_cpu = metered.client_cpu;
+    run.peak_rss_kb = metered.peak_rss_kb;
+}
+
+/// Tight-loop produce on a BaseProducer for a duration or a record count; then flush.
+fn produce_run(
+    bootstrap: &str,
+    pid: Option<u32>,
+    topic: &str,
+    value: &[u8],
+    acks: &str,
+    amount: Amount,
+    plan: &Plan,
+) -> Result<Run, String> {
+    let producer: BaseProducer<ProdCtx> = producer_config(bootstrap, acks, 5, plan)
+        .create_with_context(ProdCtx::new(None))
+        .map_err(|e| format!("producer: {e}"))?;
+    let partitions = wait_topic(producer.client(), topic)?;
+    let meter = Meter::start(pid);
+    let t0 = Instant::now();
+    let (deadline, limit) = match amount {
+        Amount::Secs(s) => (Some(t0 + Duration::from_secs_f64(s)), u64::MAX),
+        Amount::Records(n) => (None, n),
+    };
+    let mut sent: u64 = 0;
+    'outer: while sent < limit {
+        let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0).payload(value);
+        match producer.send(rec) {
+            Ok(()) => {
+                sent += 1;
+                if sent & 1023 == 0 {
+                    producer.poll(Duration::ZERO);
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break 'outer;
+                    }
+                }
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                producer.poll(Duration::from_millis(1));
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break 'outer;
+                }
+            }
+            Err((e, _)) => return Err(format!("send: {e}")),
+        }
+    }
+    producer.flush(Duration::from_secs(60)).map_err(|e| format!("flush: {e}"))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let metered = meter.stop();
+    let ctx = producer.context();
+    let ok = ctx.ok.load(Ordering::Relaxed);
+    let err = ctx.err.load(Ordering::Relaxed);
+    let mut run = Run { records: ok, bytes: ok * value.len() as u64, secs, ..Run::default() };
+    apply(metered, &mut run);
+    run.note = partitions_note(partitions);
+    if err > 0 {
+        let first = ctx.first_err.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
+        run.note = Some(format!("{err} of {sent} records failed (first: {first})"));
+    }
+    if ok == 0 {
+        return Err(run.note.unwrap_or_else(|| "no record acknowledged".into()));
+    }
+    Ok(run)
+}
+
+/// How the consumer takes records from librdkafka.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ConsumeApi {
+    /// `BaseConsumer::poll`, one call per record (the rdkafka crate's API).
+    Poll,
+    /// `rd_kafka_consume_batch_queue`, up to 8192 records per call (what confluent-kafka-python's
+    /// `consume(num_messages)` does).
+    Batch,
+}
+
+/// A fresh consumer reads partition 0 of the topic from offset 0 up to its high watermark.
+fn consume_run(
+    bootstrap: &str,
+    pid: Option<u32>,
+    topic: &str,
+    group: &str,
+    api: ConsumeApi,
+    plan: &Plan,
+) -> Result<Run, String> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("client.id", "kbench")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in &plan.consumer_props {
+        c.set(k, v);
+    }
+    let consumer: BaseConsumer<ConsCtx> = c
+        .create_with_context(ConsCtx { logged: AtomicU64::new(0) })
+        .map_err(|e| format!("consumer: {e}"))?;
+    let partitions = wait_topic(consumer.client(), topic)?;
+    let (lo, hi) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .map_err(|e| format!("ListOffsets: {e}"))?;
+    let expect = (hi - lo).max(0) as u64;
+    if expect == 0 {
+        return Err(format!("partition 0 is empty (watermarks {lo}..{hi})"));
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).map_err(|e| e.to_string())?;
+    let meter = Meter::start(pid);
+    let t0 = Instant::now();
+    consumer.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let mut errors = 0u64;
+    let mut first_err: Option<String> = None;
+    // Stall detection runs only when a poll comes back empty, to keep the per-record path lean.
+    let (mut seen, mut seen_at) = (0u64, Instant::now());
+    let mut stalled = |n: u64, errors: u64, first_err: &Option<String>| -> Result<(), String> {
+        if n != seen {
+            (seen, seen_at) = (n, Instant::now());
+        } else if seen_at.elapsed() > Duration::from_secs(15) {
+            return Err(format!(
+                "stalled at {n} of {expect} records{}",
+                first_err.as_ref().map(|e| format!(" ({errors} errors, first: {e})")).unwrap_or_default()
+            ));
+        }
+        Ok(())
+    };
+    let outcome: Result<(), String> = match api {
+        ConsumeApi::Poll => loop {
+            if n >= expect {
+                break Ok(());
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    n += 1;
+                    bytes += m.payload_len() as u64;
+                }
+                Some(Err(e)) => {
+                    errors += 1;
+                    first_err.get_or_insert_with(|| e.to_string());
+                    if let Err(e) = stalled(n, errors, &first_err) {
+                        break Err(e);
+                    }
+                }
+                None => {
+                    if let Err(e) = stalled(n, errors, &first_err) {
+                        break Err(e);
+                    }
+                }
+            }
+        },
+        ConsumeApi::Batch => {
+            use rdkafka::bindings as rd;
+            // SAFETY: the queue and the messages are librdkafka objects used as its C API says:
+            // every message returned is destroyed once, the queue handle is released at the end,
+            // and the consumer outlives both.
+            unsafe {
+                let q = rd::rd_kafka_queue_get_consumer(consumer.client().native_ptr());
+                if q.is_null() {
+                    return Err("no consumer queue".into());
+                }
+                let mut buf: Vec<*mut rd::rd_kafka_message_t> = vec![std::ptr::null_mut(); 8192];
+                let r = loop {
+                    if n >= expect {
+                        break Ok(());
+                    }
+                    // Take what is there without waiting (a timeout makes librdkafka wait for a
+                    // full buffer); when nothing is, wait up to 100 ms for one record.
+                    let mut k = rd::rd_kafka_consume_batch_queue(q, 0, buf.as_mut_ptr(), buf.len());
+                    if k == 0 {
+                        k = rd::rd_kafka_consume_batch_queue(q, 100, buf.as_mut_ptr(), 1);
+                    }
+                    if k < 0 {
+                        break Err("rd_kafka_consume_batch_queue failed".to_string());
+                    }
+                    for &m in &buf[..k as usize] {
+                        if (*m).err as i32 == 0 {
+                            n += 1;
+                            bytes += (*m).len as u64;
+                        } else {
+                            errors += 1;
+                            first_err.get_or_insert_with(|| format!("{:?}", (*m).err));
+                        }
+                        rd::rd_kafka_message_destroy(m);
+                    }
+                    if k == 0 || errors > 0 {
+                        if let Err(e) = stalled(n, errors, &first_err) {
+                            break Err(e);
+                        }
+                    }
+                };
+                rd::rd_kafka_queue_destroy(q);
+                r
+            }
+        }
+    };
+    if let Err(e) = outcome {
+        let _ = meter.stop();
+        return Err(e);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let metered = meter.stop();
+    let mut run = Run { records: n, bytes, secs, ..Run::default() };
+    apply(metered, &mut run);
+    run.note = partitions_note(partitions).map(|p| format!("{p}; read partition 0 only ({expect} records)"));
+    if errors > 0 {
+        run.note = Some(format!("{errors} consumer errors (first: {})", first_err.unwrap_or_default()));
+    }
+    Ok(run)
+}
+
+/// Paced produce on a ThreadedProducer; latency = delivery report time - send time.
+fn latency_run(
+    bootstrap: &str,
+    pid: Option<u32>,
+    topic: &str,
+    value: &[u8],
+    linger_ms: u32,
+    plan: &Plan,
+) -> Result<Run, String> {
+    let rate = plan.latency_rate as f64;
+    let secs = plan.latency_secs;
+    let cap = (rate * secs * 1.1) as usize + 1024;
+    let producer: ThreadedProducer<ProdCtx> = producer_config(bootstrap, "all", linger_ms, plan)
+        .create_with_context(ProdCtx::new(Some(cap)))
+        .map_err(|e| format!("producer: {e}"))?;
+    let partitions = wait_topic(producer.client(), topic)?;
+    let ctx = producer.context().clone();
+    // Warm-up: a few records to set up the connection and the producer's state.
+    for _ in 0..100 {
+        let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, ctx.now_ns()).payload(value);
+        producer.send(rec).map_err(|(e, _)| format!("send: {e}"))?;
+    }
+    producer.flush(Duration::from_secs(30)).map_err(|e| format!("flush: {e}"))?;
+    let ok0 = ctx.ok.load(Ordering::Relaxed);
+    if let Some(l) = &ctx.lat {
+        l.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+    let meter = Meter::start(pid);
+    let t0 = Instant::now();
+    let dur = Duration::from_secs_f64(secs);
+    let mut sent: u64 = 0;
+    let mut queue_full = 0u64;
+    loop {
+        let el = t0.elapsed();
+        if el >= dur {
+            break;
+        }
+        let due = (rate * el.as_secs_f64()) as u64;
+        while sent < due {
+            let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, ctx.now_ns()).payload(value);
+            match producer.send(rec) {
+                Ok(()) => sent += 1,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    queue_full += 1;
+                    break;
+                }
+                Err((e, _)) => return Err(format!("send: {e}")),
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let send_secs = t0.elapsed().as_secs_f64();
+    producer.flush(Duration::from_secs(60)).map_err(|e| format!("flush: {e}"))?;
+    let metered = meter.stop();
+    let ok = ctx.ok.load(Ordering::Relaxed) - ok0;
+    let err = ctx.err.load(Ordering::Relaxed);
+    let mut lat = std::mem::take(&mut *ctx.lat.as_ref().expect("latency vector").lock().unwrap_or_else(|e| e.into_inner()));
+    if lat.is_empty() {
+        return Err("no record acknowledged".into());
+    }
+    lat.sort_unstable();
+    let q = |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1] as f64 / 1e6;
+    let mut run = Run {
+        records: ok,
+        bytes: ok * value.len() as u64,
+        secs: send_secs,
+        lat: Some(Lat { rate: sent as f64 / send_secs, p50: q(0.50), p99: q(0.99), p999: q(0.999), max: q(1.0) }),
+        ..Run::default()
+    };
+    apply(metered, &mut run);
+    let mut notes: Vec<String> = partitions_note(partitions).into_iter().collect();
+    if err > 0 {
+        notes.push(format!("{err} records failed"));
+    }
+    if queue_full > 0 {
+        notes.push(format!("producer queue full {queue_full} times"));
+    }
+    if !notes.is_empty() {
+        run.note = Some(notes.join("; "));
+    }
+    Ok(run)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Throughput,
+    Latency,
+}
+
+#[derive(Clone, Debug)]
+enum Target {
+    MinRate(f64),
+    MaxP99(f64),
+}
+
+struct Row {
+    id: &'static str,
+    name: String,
+    kind: Kind,
+    runs: Vec<Run>,
+    error: Option<String>,
+    target: Option<Target>,
+}
+
+struct BrokerInfo {
+    label: String,
+    command_line: String,
+    idle_rss_kb: Option<u64>,
+    peak_rss_kb: Option<u64>,
+    hwm_kb: Option<u64>,
+    stop: Option<String>,
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+fn med_of(runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
+    median(runs.iter().filter_map(f).collect())
+}
+
+fn thousands(x: f64) -> String {
+    let n = x.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    x.map(f).unwrap_or_else(|| "–".into())
+}
+
+fn mib(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+struct Report {
+    header: Vec<String>,
+    rows: Vec<Row>,
+    brokers: Vec<BrokerInfo>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# Kairos benchmark\n");
+        for h in &self.header {
+            let _ = writeln!(s, "- {h}");
+        }
+        let tp: Vec<&Row> = self.rows.iter().filter(|r| r.kind == Kind::Throughput).collect();
+        if !tp.is_empty() {
+            let _ = writeln!(s, "\n## Throughput\n");
+            let _ = writeln!(
+                s,
+                "| # | scenario | records/s | MB/s | broker CPU s/M | broker CPU % | client CPU % | peak RSS MB | target | runs (records/s) |"
+            );
+            let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|---|---|");
+            for r in tp {
+                if let Some(e) = &r.error {
+                    let _ = writeln!(s, "| {} | {} | failed: {} | | | | | | | |", r.id, r.name, e.replace('\n', " ").replace('|', "/"));
+                    continue;
+                }
+                let rate = med_of(&r.runs, |x| Some(x.rate()));
+                let target = match (&r.target, rate) {
+                    (Some(Target::MinRate(t)), Some(v)) => {
+                        format!("≥ {}: {}", thousands(*t), if v >= *t { "met" } else { "**missed**" })
+                    }
+                    _ => String::new(),
+                };
+                let runs: Vec<String> = r.runs.iter().map(|x| thousands(x.rate())).collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.id,
+                    r.name,
+                    opt(rate, thousands),
+                    opt(med_of(&r.runs, |x| Some(x.mbps())), |v| format!("{v:.1}")),
+                    opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
+                    opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::client_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, |x| x.peak_rss_kb.map(mib)), |v| format!("{v:.1}")),
+                    target,
+                    runs.join(" / ")
+                );
+            }
+        }
+        let lt: Vec<&Row> = self.rows.iter().filter(|r| r.kind == Kind::Latency).collect();
+        if !lt.is_empty() {
+            let _ = writeln!(s, "\n## Produce latency (send to delivery report)\n");
+            let _ = writeln!(
+                s,
+                "| # | scenario | sent/s | p50 ms | p99 ms | p99.9 ms | max ms | broker CPU s/M | broker CPU % | target | runs (p99 ms) |"
+            );
+            let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|");
+            for r in lt {
+                if let Some(e) = &r.error {
+                    let _ = writeln!(s, "| {} | {} | failed: {} | | | | | | | | |", r.id, r.name, e.replace('\n', " ").replace('|', "/"));
+                    continue;
+                }
+                let l = |f: fn(&Lat) -> f64| med_of(&r.runs, move |x| x.lat.as_ref().map(f));
+                let p99 = l(|x| x.p99);
+                let target = match (&r.target, p99) {
+                    (Some(Target::MaxP99(t)), Some(v)) => {
+                        format!("p99 ≤ {t} ms: {}", if v <= *t { "met" } else { "**missed**" })
+                    }
+                    _ => String::new(),
+                };
+                let runs: Vec<String> =
+                    r.runs.iter().map(|x| x.lat.as_ref().map(|l| format!("{:.2}", l.p99)).unwrap_or_default()).collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.id,
+                    r.name,
+                    opt(l(|x| x.rate), thousands),
+                    opt(l(|x| x.p50), |v| format!("{v:.2}")),
+                    opt(p99, |v| format!("{v:.2}")),
+                    opt(l(|x| x.p999), |v| format!("{v:.2}")),
+                    opt(l(|x| x.max), |v| format!("{v:.2}")),
+                    opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
+                    opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    target,
+                    runs.join(" / ")
+                );
+            }
+        }
+        if !self.brokers.is_empty() {
+            let _ = writeln!(s, "\n## Broker memory\n");
+            let _ = writeln!(s, "| broker | idle RSS MB | peak RSS MB during produce | VmHWM MB at stop | target |");
+            let _ = writeln!(s, "|---|--:|--:|--:|---|");
+            for b in &self.brokers {
+                let target = b
+                    .idle_rss_kb
+                    .map(|kb| format!("idle ≤ 32 MB: {}", if mib(kb) <= 32.0 { "met" } else { "**missed**" }))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} |",
+                    b.label,
+                    opt(b.idle_rss_kb.map(mib), |v| format!("{v:.1}")),
+                    opt(b.peak_rss_kb.map(mib), |v| format!("{v:.1}")),
+                    opt(b.hwm_kb.map(mib), |v| format!("{v:.1}")),
+                    target
+                );
+            }
+        }
+        let mut notes = self.notes.clone();
+        for b in &self.brokers {
+            notes.push(format!("{}: `{}`{}", b.label, b.command_line, b.stop.as_deref().map(|x| format!("; {x}")).unwrap_or_default()));
+        }
+        for r in &self.rows {
+            for (i, run) in r.runs.iter().enumerate() {
+                if let Some(n) = &run.note {
+                    notes.push(format!("{} run {}: {n}", r.id, i + 1));
+                }
+            }
+        }
+        if !notes.is_empty() {
+            let _ = writeln!(s, "\n## Notes\n");
+            for n in notes {
+                let _ = writeln!(s, "- {n}");
+            }
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver
+
+/// Where the scenarios connect, and the server's PID if known.
+struct Server<'a> {
+    bootstrap: &'a str,
+    pid: Option<u32>,
+}
+
+fn repeat(
+    plan: &Plan,
+    admin: &mut Admin,
+    what: &str,
+    mut f: impl FnMut(&str) -> Result<Run, String>,
+) -> (Vec<Run>, Option<String>) {
+    let mut runs = Vec::new();
+    for i in 0..plan.repeats {
+        let topic = admin.topic(what);
+        let r = f(&topic);
+        admin.delete(&topic);
+        match r {
+            Ok(run) => {
+                eprintln!(
+                    "kbench:   {what} run {}: {} records/s, {:.1} MB/s{}",
+                    i + 1,
+                    thousands(run.rate()),
+                    run.mbps(),
+                    run.lat
+                        .as_ref()
+                        .map(|l| format!(", p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms", l.p50, l.p99, l.p999))
+                        .unwrap_or_default()
+                );
+                runs.push(run);
+            }
+            Err(e) => {
+                eprintln!("kbench:   {what} run {} failed: {e}", i + 1);
+                return (runs, Some(e));
+            }
+        }
+        std::thread::sleep(plan.settle);
+    }
+    (runs, None)
+}
+
+/// Runs one broker group's scenarios; returns its rows and the peak RSS seen.
+fn run_group(server: &Server, fsync_always: bool, sel: &Selection, plan: &Plan, auto_create: bool) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut admin = Admin::new(server.bootstrap, !auto_create);
+    let small = value_bytes(100);
+    let large = value_bytes(1024);
+    let suffix = if fsync_always { ", fsync always" } else { "" };
+    if sel.produce {
+        let cases: [(&'static str, &'static str, &[u8], &str); 4] = if fsync_always {
+            [("5", "100 B", &small, "1"), ("6", "1 KiB", &large, "1"), ("7", "100 B", &small, "all"), ("8", "1 KiB", &large, "all")]
+        } else {
+            [("1", "100 B", &small, "1"), ("2", "1 KiB", &large, "1"), ("3", "100 B", &small, "all"), ("4", "1 KiB", &large, "all")]
+        };
+        for (id, size, value, acks) in cases {
+            let name = format!("produce {size}, acks={acks}{suffix}");
+            eprintln!("kbench: {id}: {name}");
+            let (runs, error) = repeat(plan, &mut admin, &format!("p{id}"), |topic| {
+                produce_run(server.bootstrap, server.pid, topic, value, acks, plan.produce, plan)
+            });
+            let target = match (id, size) {
+                ("1", _) => Some(Target::MinRate(2_000_000.0)),
+                ("5", _) | ("7", _) => Some(Target::MinRate(500_000.0)),
+                _ => None,
+            };
+            rows.push(Row { id, name, kind: Kind::Throughput, runs, error, target });
+        }
+    }
+    if sel.consume && !fsync_always {
+        let records = thousands(plan.consume_records as f64);
+        let cases = [
+            ("9", format!("consume catch-up, {records} × 100 B, poll()"), ConsumeApi::Poll),
+            ("9b", format!("consume catch-up, {records} × 100 B, batch"), ConsumeApi::Batch),
+        ];
+        eprintln!("kbench: 9: consume catch-up, pre-filling {records} records");
+        let topic = admin.topic("c9");
+        let fill = produce_run(server.bootstrap, None, &topic, &small, "1", Amount::Records(plan.consume_records), plan);
+        match &fill {
+            Ok(f) => eprintln!("kbench:   pre-filled {} records at {} records/s", thousands(f.records as f64), thousands(f.rate())),
+            Err(e) => eprintln!("kbench:   pre-fill failed: {e}"),
+        }
+        std::thread::sleep(plan.settle);
+        for (id, name, api) in cases {
+            let mut runs = Vec::new();
+            let mut error = fill.as_ref().err().map(|e| format!("pre-fill: {e}"));
+            if error.is_none() {
+                eprintln!("kbench: {id}: {name}");
+                for i in 0..plan.repeats {
+                    match consume_run(server.bootstrap, server.pid, &topic, &format!("{topic}-{id}-{i}"), api, plan) {
+                        Ok(run) => {
+                            eprintln!("kbench:   c{id} run {}: {} records/s, {:.1} MB/s", i + 1, thousands(run.rate()), run.mbps());
+                            runs.push(run);
+                        }
+                        Err(e) => {
+                            eprintln!("kbench:   c{id} run {} failed: {e}", i + 1);
+                            error = Some(e);
+                            break;
+                        }
+                    }
+                    std::thread::sleep(plan.settle);
+                }
+            }
+            rows.push(Row { id, name, kind: Kind::Throughput, runs, error, target: Some(Target::MinRate(3_000_000.0)) });
+        }
+        admin.delete(&topic);
+    }
+    if sel.latency {
+        let mut cases: Vec<(&'static str, u32)> = Vec::new();
+        if fsync_always {
+            cases.push(("10b", 5));
+        } else {
+            cases.push(("10a", 5));
+            cases.push(("10c", 0));
+        }
+        for (id, linger) in cases {
+            let name = format!(
+                "{} × 100 B/s, acks=all, linger.ms={linger}{suffix}",
+                thousands(plan.latency_rate as f64)
+            );
+            eprintln!("kbench: {id}: latency {name}");
+            let (runs, error) = repeat(plan, &mut admin, &format!("l{id}"), |topic| {
+                latency_run(server.bootstrap, server.pid, topic, &small, linger, plan)
+            });
+            let target = if id == "10a" { Some(Target::MaxP99(3.0)) } else { None };
+            rows.push(Row { id, name, kind: Kind::Latency, runs, error, target });
+        }
+    }
+    rows
+}
+
+fn locate_kairos(arg: Option<PathBuf>) -> Result<PathBuf, String> {
+    let mut tried = Vec::new();
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = arg {
+        candidates.push(p);
+    }
+    if let Some(p) = option_env!("CARGO_BIN_EXE_kairos") {
+        candidates.push(PathBuf::from(p));
+    }
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(d).join("release/kairos"));
+    }
+    candidates.push(PathBuf::from("target/release/kairos"));
+    for c in candidates {
+        if c.is_file() {
+            return Ok(c);
+        }
+        tried.push(c.display().to_string());
+    }
+    Err(format!(
+        "kairos binary not found (tried {}); build it with `cargo build --release` or set KAIROS_BIN",
+        tried.join(", ")
+    ))
+}
+
+fn parse_props(v: &[String]) -> Result<Vec<(String, String)>, String> {
+    v.iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("property {p:?} is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+fn host_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    format!("{cores} cores ({cpu}), Linux {kernel}; client and broker share them")
+}
+
+fn now_utc() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn main() {
+    if std::env::args_os().len() <= 1 {
+        // `cargo test --benches` / `--all-targets` runs bench targets without arguments;
+        // `cargo bench` always passes `--bench`.
+        eprintln!("kbench: not started by `cargo bench` (no arguments); skipping. Run `cargo bench --bench kbench [-- --quick]`.");
+        return;
+    }
+    let args = Args::parse();
+    match real_main(args) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("kbench: error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn real_main(args: Args) -> Result<(), String> {
+    let sel = Selection::parse(&args.only)?;
+    let quick = args.quick;
+    let plan = Plan {
+        repeats: args.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1),
+        produce: match args.records {
+            Some(n) => Amount::Records(n.max(1)),
+            None => Amount::Secs(args.secs.unwrap_or(if quick { 0.4 } else { 5.0 })),
+        },
+        consume_records: args.consume_records.unwrap_or(if quick { 200_000 } else { 5_000_000 }).max(1),
+        latency_rate: args.latency_rate.max(1),
+        latency_secs: args.latency_secs.unwrap_or(if quick { 1.0 } else { 10.0 }),
+        settle: Duration::from_millis(if quick { 50 } else { 500 }),
+        producer_props: parse_props(&args.producer_props)?,
+        consumer_props: parse_props(&args.consumer_props)?,
+    };
+    install_signal_handler();
+    let tmp = match &args.tmp_dir {
+        Some(d) => tempfile::Builder::new().prefix("kbench-").tempdir_in(d),
+        None => tempfile::Builder::new().prefix("kbench-").tempdir(),
+    }
+    .map_err(|e| format!("temp dir: {e}"))?;
+
+    let (_, rdk_version) = rdkafka::util::get_rdkafka_version();
+    let mut header = vec![
+        format!("{} — {}", now_utc(), host_description()),
+        format!("client: librdkafka {rdk_version} (rdkafka crate), linger.ms=5, other settings default unless noted"),
+        format!(
+            "{} run(s) per scenario, median quoted; produce runs of {}; latency runs of {} s",
+            plan.repeats,
+            match plan.produce {
+                Amount::Secs(s) => format!("{s} s"),
+                Amount::Records(n) => format!("{} records", thousands(n as f64)),
+            },
+            plan.latency_secs
+        ),
+    ];
+    if !plan.producer_props.is_empty() {
+        header.push(format!("producer properties: {:?}", plan.producer_props));
+    }
+    if !plan.consumer_props.is_empty() {
+        header.push(format!("consumer properties: {:?}", plan.consumer_props));
+    }
+    let mut report = Report { header, rows: Vec::new(), brokers: Vec::new(), notes: Vec::new() };
+    let settle_idle = if quick { Duration::from_millis(200) } else { Duration::from_secs(1) };
+
+    // One broker group: start (unless external), run, stop, note its memory.
+    let group = |report: &mut Report, fsync_always: bool| -> Result<(), String> {
+        let label = if fsync_always { "kairos, --fsync always" } else { "kairos, default fsync" };
+        if let Some(addr) = &args.bootstrap {
+            let server = Server { bootstrap: addr, pid: args.broker_pid };
+            let idle = args.broker_pid.and_then(|p| proc_status_kb(p, "VmRSS"));
+            report.rows.extend(run_group(&server, false, &sel, &plan, args.auto_create));
+            let peak = peak_of(&report.rows);
+            report.brokers.push(BrokerInfo {
+                label: format!("external server at {addr}"),
+                command_line: format!("pid {}", args.broker_pid.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into())),
+                idle_rss_kb: idle,
+                peak_rss_kb: peak,
+                hwm_kb: args.broker_pid.and_then(|p| proc_status_kb(p, "VmHWM")),
+                stop: None,
+            });
+            return Ok(());
+        }
+        let tag = if fsync_always { "fsync-always" } else { "default" };
+        let broker = match &args.broker_cmd {
+            Some(cmd) => Broker::start_cmd(cmd, tmp.path(), tag)?,
+            None => {
+                let bin = locate_kairos(args.kairos_bin.clone())?;
+                Broker::start_kairos(&bin, fsync_always, tmp.path(), tag)?
+            }
+        };
+        std::thread::sleep(settle_idle);
+        let idle = proc_status_kb(broker.pid, "VmRSS");
+        let first = report.rows.len();
+        let server = Server { bootstrap: &broker.addr, pid: Some(broker.pid) };
+        let rows = run_group(&server, fsync_always, &sel, &plan, args.auto_create);
+        report.rows.extend(rows);
+        let peak = peak_of(&report.rows[first..]);
+        let command_line = broker.command_line.clone();
+        let failed = report.rows[first..].iter().any(|r| r.error.is_some());
+        let log_tail = broker.log_tail(20);
+        let st = broker.stop();
+        let mut stop = match st.status {
+            Some(s) if s.success() => format!("exited 0 {:.2} s after SIGTERM", st.secs),
+            Some(s) => format!("**{s} {:.2} s after SIGTERM**", st.secs),
+            None => format!("**did not exit within {:.0} s of SIGTERM; killed**", st.secs),
+        };
+        if failed || !st.status.is_some_and(|s| s.success()) {
+            eprintln!("kbench: last lines of the broker's log:\n{log_tail}");
+            stop.push_str(" (see its log tail on stderr)");
+        }
+        report.brokers.push(BrokerInfo {
+            label: if args.broker_cmd.is_some() { "custom server".into() } else { label.into() },
+            command_line,
+            idle_rss_kb: idle,
+            peak_rss_kb: peak,
+            hwm_kb: st.hwm_kb,
+            stop: Some(stop),
+        });
+        Ok(())
+    };
+
+    if sel.default_group {
+        group(&mut report, false)?;
+    }
+    if sel.fsync_group {
+        if args.bootstrap.is_some() || args.broker_cmd.is_some() {
+            report.notes.push("rows 5-8 and 10b (--fsync always) skipped: the harness did not start kairos".into());
+        } else {
+            group(&mut report, true)?;
+        }
+    }
+    if sel.latency && sel.default_group {
+        report.notes.push(
+            "latency includes librdkafka's linger: with linger.ms=5 each batch waits up to 5 ms in the client \
+             before it is sent, so p99 ≥ about 5 ms whatever the broker does; 10c (linger.ms=0) shows the rest"
+                .into(),
+        );
+    }
+
+    let md = report.render();
+    println!("{md}");
+    std::fs::write(&args.out, &md).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    eprintln!("kbench: wrote {}", args.out.display());
+    drop(tmp);
+    Ok(())
+}
+
+/// The largest RSS sampled during the produce scenarios of these rows.
+fn peak_of(rows: &[Row]) -> Option<u64> {
+    rows.iter()
+        .filter(|r| r.name.starts_with("produce"))
+        .flat_map(|r| r.runs.iter())
+        .filter_map(|r| r.peak_rss_kb)
+        .max()
+}

@@ -1,0 +1,157 @@
+//! The broker as a library: start everything from a [`BrokerConfig`], hand
+//! back a handle that knows the bound addresses and shuts down cleanly.
+//!
+//! Startup: data dir -> clean-shutdown marker -> metadata store -> topic
+//! registry (opens and, after a crash, recovers every log) -> Kafka listener,
+//! console, background tasks (retention, periodic fsync).
+//! Shutdown: stop accepting, drain in-flight requests, fsync and close every
+//! log, write the clean-shutdown marker.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{BrokerConfig, FsyncPolicy};
+use crate::console::{self, Probe};
+use crate::store::MetaStore;
+use crate::topics::TopicRegistry;
+use crate::util::now_ms;
+
+const CLEAN_SHUTDOWN_MARKER: &str = ".kairos-clean-shutdown";
+
+/// Shared state every connection and task sees.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    pub store: Arc<MetaStore>,
+    pub topics: TopicRegistry,
+    pub probe: Probe,
+}
+
+pub struct BrokerHandle {
+    pub broker: Arc<Broker>,
+    pub kafka_addr: SocketAddr,
+    pub console_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Opens the data directory and starts serving. Addresses with port 0
+    /// get an ephemeral port (see [`BrokerHandle::kafka_addr`]).
+    pub async fn start(mut config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let marker: PathBuf = config.data_dir.join(CLEAN_SHUTDOWN_MARKER);
+        let clean = marker.exists();
+        let store = Arc::new(MetaStore::open(&config.data_dir.join("meta")).context("opening metadata store")?);
+        if clean {
+            std::fs::remove_file(&marker).context("removing clean-shutdown marker")?;
+        } else {
+            tracing::warn!("no clean-shutdown marker: recovering logs");
+        }
+        let cluster_id = store.cluster_id()?;
+        let topics = {
+            let store = store.clone();
+            let dir = config.data_dir.clone();
+            let defaults = config.topic_defaults.clone();
+            tokio::task::spawn_blocking(move || TopicRegistry::open(store, &dir, defaults, clean)).await??
+        };
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let kafka_addr = listener.local_addr()?;
+        config.listen = kafka_addr;
+        let console_listener =
+            TcpListener::bind(config.console).await.with_context(|| format!("binding console {}", config.console))?;
+        let console_addr = console_listener.local_addr()?;
+        config.console = console_addr;
+
+        let broker = Arc::new(Broker { config, cluster_id, store, topics, probe: Probe::new() });
+        let (tx, rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(crate::protocol::serve(listener, broker.clone(), rx.clone())),
+            tokio::spawn(console::serve(console_listener, broker.clone(), rx.clone())),
+            tokio::spawn(retention_task(broker.clone(), rx.clone())),
+            tokio::spawn(flush_task(broker.clone(), rx)),
+        ];
+        tracing::info!(%kafka_addr, %console_addr, cluster_id = %broker.cluster_id, "kairos started");
+        Ok(BrokerHandle { broker, kafka_addr, console_addr, shutdown: tx, tasks })
+    }
+}
+
+impl BrokerHandle {
+    /// Stops accepting, finishes in-flight requests, flushes, closes.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let broker = self.broker;
+        let marker = broker.config.data_dir.join(CLEAN_SHUTDOWN_MARKER);
+        let _ = tokio::task::spawn_blocking(move || {
+            broker.topics.close_all();
+            // Only after every log is closed may the next start skip recovery.
+            if let Err(e) = std::fs::write(&marker, b"") {
+                tracing::error!("writing clean-shutdown marker: {e}");
+            }
+        })
+        .await;
+        tracing::info!("kairos stopped");
+    }
+}
+
+async fn retention_task(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_millis(broker.config.retention_check_interval_ms.max(100));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for p in b.topics.all_partitions() {
+                match p.log.apply_retention(now_ms()) {
+                    Ok(r) if r.segments_deleted > 0 => tracing::info!(
+                        topic = %p.topic, partition = p.index,
+                        "retention deleted {} segments ({} bytes); log start now {}",
+                        r.segments_deleted, r.bytes_deleted, r.new_log_start_offset
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(topic = %p.topic, partition = p.index, "retention: {e}"),
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Periodic fsync of partitions with unsynced data (`interval`, and under
+/// `always` for acks=0/1 writes, which do not wait for their fsync).
+async fn flush_task(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    if broker.config.fsync == FsyncPolicy::Never {
+        return;
+    }
+    let period = Duration::from_millis(broker.config.fsync_interval_ms.max(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for p in b.topics.all_partitions() {
+                if p.log.durable_offset() < p.log.log_end_offset() {
+                    if let Err(e) = p.log.sync() {
+                        tracing::error!(topic = %p.topic, partition = p.index, "fsync failed: {e}");
+                    }
+                }
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,143 @@
+//! Fetch: stored batches straight from the log, with long-poll.
+//!
+//! A fetch that has less than `min_bytes` waits until one of its partitions
+//! is appended to (a `Notify` per partition log) or `max_wait_ms` passes; it
+//! never sleeps in a loop. The read itself returns whole stored batches; a
+//! fetch offset inside a batch returns that batch (the client skips ahead).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::FetchRequest;
+use tokio::time::Instant;
+
+use crate::log::LogError;
+use crate::protocol::dispatch::{Ctx, Reply};
+use crate::protocol::errors::{self, check_leader_epoch, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::topics::Partition;
+
+/// Upper bound on a long-poll, whatever the client asks.
+const MAX_WAIT_MS: i32 = 60_000;
+
+struct Wanted {
+    partition: Option<Arc<Partition>>,
+    index: i32,
+    offset: i64,
+    max_bytes: usize,
+    error: i16,
+}
+
+pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
+    // Resolve topics once; the long-poll re-reads the same partitions.
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let by_id = ctx.version >= 13;
+        let topic = if by_id {
+            ctx.broker.topics.get_by_id(&t.topic_id)
+        } else {
+            ctx.broker.topics.get(t.topic.as_str())
+        };
+        let missing = if by_id { UNKNOWN_TOPIC_ID } else { UNKNOWN_TOPIC_OR_PARTITION };
+        let wanted: Vec<Wanted> = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let partition = topic.as_ref().and_then(|tp| tp.partition(p.partition));
+                let error = match &partition {
+                    None => missing,
+                    Some(_) => check_leader_epoch(p.current_leader_epoch),
+                };
+                Wanted {
+                    partition,
+                    index: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    error,
+                }
+            })
+            .collect();
+        let resp_topic = FetchableTopicResponse::default().with_topic(t.topic).with_topic_id(t.topic_id);
+        topics.push((resp_topic, wanted));
+    }
+    let max_bytes = req.max_bytes.max(0) as usize;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS) as u64);
+    Reply::Later(
+        async move {
+            let deadline = Instant::now() + wait;
+            loop {
+                // Register for wake-ups before reading, so no append is missed in between.
+                let mut wakers: Vec<_> = topics
+                    .iter()
+                    .flat_map(|(_, ws)| ws.iter())
+                    .filter_map(|w| w.partition.as_ref())
+                    .map(|p| Box::pin(p.log.appended().notified()))
+                    .collect();
+                for w in wakers.iter_mut() {
+                    w.as_mut().enable();
+                }
+                let (resp, bytes, errored) = read_all(&topics, max_bytes);
+                let done = bytes >= min_bytes || errored || wakers.is_empty() || Instant::now() >= deadline;
+                if done {
+                    ctx.broker.probe.fetched(bytes);
+                    return Some(ctx.encode(&resp));
+                }
+                tokio::select! {
+                    _ = futures::future::select_all(wakers) => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                }
+            }
+        }
+        .boxed(),
+    )
+}
+
+fn read_all(topics: &[(FetchableTopicResponse, Vec<Wanted>)], max_bytes: usize) -> (FetchResponse, usize, bool) {
+    let mut total = 0usize;
+    let mut errored = false;
+    let mut resp = FetchResponse::default().with_error_code(NONE).with_session_id(0);
+    for (rt, wanted) in topics {
+        let mut out = rt.clone();
+        for w in wanted {
+            let mut pd = PartitionData::default().with_partition_index(w.index).with_error_code(w.error);
+            let Some(p) = w.partition.as_ref().filter(|_| w.error == NONE) else {
+                errored = true;
+                pd.records = Some(Bytes::new());
+                out.partitions.push(pd);
+                continue;
+            };
+            let log = &p.log;
+            let hw = log.high_watermark();
+            pd.high_watermark = hw;
+            pd.last_stable_offset = hw;
+            pd.log_start_offset = log.log_start_offset();
+            let budget = max_bytes.saturating_sub(total).min(w.max_bytes);
+            // KIP-74: the first non-empty partition may exceed max_bytes by its first batch;
+            // after that, an exhausted budget means no more data in this response.
+            let records = if budget == 0 && total > 0 {
+                Bytes::new()
+            } else {
+                match log.read(w.offset, budget.max(1), hw) {
+                    Ok(r) if total > 0 && r.bytes.len() > budget => Bytes::new(),
+                    Ok(r) => r.bytes,
+                    Err(e) => {
+                        if !matches!(e, LogError::OffsetOutOfRange { .. }) {
+                            tracing::warn!(topic = %p.topic, partition = p.index, "fetch: {e}");
+                        }
+                        pd.error_code = errors::log_error(&e);
+                        errored = true;
+                        Bytes::new()
+                    }
+                }
+            };
+            total += records.len();
+            pd.records = Some(records);
+            out.partitions.push(pd);
+        }
+        resp.responses.push(out);
+    }
+    (resp, total, errored)
+}

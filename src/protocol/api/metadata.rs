@@ -1,0 +1,106 @@
+//! Metadata: brokers, cluster id, topics with ids and partitions; auto-creates
+//! topics when the broker and the request allow it (as Kafka does).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest};
+
+use super::describe_cluster::ALL_OPERATIONS;
+use super::{str, topic_name};
+use crate::config::NODE_ID;
+use crate::protocol::dispatch::Ctx;
+use crate::protocol::errors::{self, LEADER_EPOCH, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::topics::{validate_topic_name, Topic, TopicError};
+
+pub fn handle(ctx: &Ctx, req: MetadataRequest) -> Bytes {
+    let broker = &ctx.broker;
+    let (host, port) = broker.config.advertised();
+    let mut resp = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(NODE_ID))
+            .with_host(str(&host))
+            .with_port(port)])
+        .with_cluster_id(Some(str(&broker.cluster_id)))
+        .with_controller_id(BrokerId(NODE_ID));
+    if req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = ALL_OPERATIONS;
+    }
+    let auto_create = broker.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
+    let want_all = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && ctx.version == 0,
+    };
+    let include_ops = req.include_topic_authorized_operations;
+    if want_all {
+        resp.topics = broker.topics.list().iter().map(|t| describe(t, include_ops)).collect();
+    } else {
+        for rt in req.topics.unwrap_or_default() {
+            let entry = match rt.name {
+                Some(name) => {
+                    let name = name.0.to_string();
+                    match broker.topics.get(&name) {
+                        Some(t) => describe(&t, include_ops),
+                        None => missing(ctx, &name, auto_create, include_ops),
+                    }
+                }
+                None => match broker.topics.get_by_id(&rt.topic_id) {
+                    Some(t) => describe(&t, include_ops),
+                    None => MetadataResponseTopic::default().with_error_code(UNKNOWN_TOPIC_ID).with_topic_id(rt.topic_id),
+                },
+            };
+            resp.topics.push(entry);
+        }
+    }
+    ctx.encode(&resp)
+}
+
+fn missing(ctx: &Ctx, name: &str, auto_create: bool, include_ops: bool) -> MetadataResponseTopic {
+    let unknown = MetadataResponseTopic::default().with_name(Some(topic_name(name)));
+    if let Err(e) = validate_topic_name(name) {
+        return unknown.with_error_code(errors::topic_error(&e));
+    }
+    if !auto_create {
+        return unknown.with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    let broker = &ctx.broker;
+    match broker.topics.create(name, -1, -1, BTreeMap::new(), broker.config.default_partitions) {
+        Ok(t) => describe(&t, include_ops),
+        // Lost a race with another creator: describe what exists.
+        Err(TopicError::AlreadyExists(_)) => match broker.topics.get(name) {
+            Some(t) => describe(&t, include_ops),
+            None => unknown.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
+        },
+        Err(e) => {
+            tracing::debug!(topic = name, "auto-create failed: {e}");
+            unknown.with_error_code(errors::topic_error(&e))
+        }
+    }
+}
+
+pub fn describe(t: &Arc<Topic>, include_ops: bool) -> MetadataResponseTopic {
+    let partitions = (0..t.partition_count())
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_error_code(NONE)
+                .with_partition_index(p)
+                .with_leader_id(BrokerId(NODE_ID))
+                .with_leader_epoch(LEADER_EPOCH)
+                .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                .with_isr_nodes(vec![BrokerId(NODE_ID)])
+        })
+        .collect();
+    let mut topic = MetadataResponseTopic::default()
+        .with_error_code(NONE)
+        .with_name(Some(topic_name(&t.name)))
+        .with_topic_id(t.id)
+        .with_partitions(partitions);
+    if include_ops {
+        topic.topic_authorized_operations = ALL_OPERATIONS;
+    }
+    topic
+}

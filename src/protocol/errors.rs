@@ -1,0 +1,68 @@
+//! The one place that knows numeric Kafka error codes: domain errors from
+//! `log` and `topics` are mapped here to what Apache Kafka would return.
+
+use kafka_protocol::ResponseError;
+
+use crate::log::LogError;
+use crate::topics::TopicError;
+
+pub const NONE: i16 = 0;
+
+pub fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+pub fn log_error(e: &LogError) -> i16 {
+    match e {
+        LogError::CorruptMessage(_) => ResponseError::CorruptMessage.code(),
+        LogError::InvalidRecord(_) => ResponseError::InvalidRecord.code(),
+        LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge.code(),
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+        LogError::Storage(_) => ResponseError::KafkaStorageError.code(),
+    }
+}
+
+pub fn topic_error(e: &TopicError) -> i16 {
+    match e {
+        TopicError::InvalidName(_) => ResponseError::InvalidTopicException.code(),
+        TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists.code(),
+        TopicError::Unknown => ResponseError::UnknownTopicOrPartition.code(),
+        TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
+        TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),
+        TopicError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
+        TopicError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
+        TopicError::Log(l) => log_error(l),
+        TopicError::Store(_) | TopicError::Io(_) => ResponseError::KafkaStorageError.code(),
+    }
+}
+
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
+pub const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
+pub const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.code();
+pub const INVALID_TOPIC: i16 = ResponseError::InvalidTopicException.code();
+pub const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
+pub const INVALID_CONFIG: i16 = ResponseError::InvalidConfig.code();
+pub const INVALID_REQUIRED_ACKS: i16 = ResponseError::InvalidRequiredAcks.code();
+pub const INVALID_RECORD: i16 = ResponseError::InvalidRecord.code();
+pub const INVALID_TIMESTAMP: i16 = ResponseError::InvalidTimestamp.code();
+pub const OFFSET_OUT_OF_RANGE: i16 = ResponseError::OffsetOutOfRange.code();
+pub const UNKNOWN_LEADER_EPOCH: i16 = ResponseError::UnknownLeaderEpoch.code();
+pub const FENCED_LEADER_EPOCH: i16 = ResponseError::FencedLeaderEpoch.code();
+pub const STORAGE_ERROR: i16 = ResponseError::KafkaStorageError.code();
+pub const INVALID_PARTITIONS: i16 = ResponseError::InvalidPartitions.code();
+pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = ResponseError::TransactionalIdNotFound.code();
+pub const COORDINATOR_NOT_AVAILABLE: i16 = ResponseError::CoordinatorNotAvailable.code();
+
+/// The leader epoch of every partition: one broker that never loses leadership.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// Kafka's check of a client's `current_leader_epoch` against ours.
+pub fn check_leader_epoch(client_epoch: i32) -> i16 {
+    if client_epoch < 0 || client_epoch == LEADER_EPOCH {
+        NONE
+    } else if client_epoch > LEADER_EPOCH {
+        UNKNOWN_LEADER_EPOCH
+    } else {
+        FENCED_LEADER_EPOCH
+    }
+}

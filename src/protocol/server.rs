@@ -1,0 +1,123 @@
+//! The TCP side: accept connections, split frames, keep replies in order.
+//!
+//! Each connection has a reader (this task) that executes requests one at a
+//! time in arrival order, and a writer task that writes replies in the same
+//! order, awaiting deferred ones. At most `MAX_IN_FLIGHT` replies may be
+//! queued, which bounds memory per connection and applies back-pressure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::dispatch::{self, Reply};
+use crate::broker::Broker;
+
+const MAX_IN_FLIGHT: usize = 64;
+/// How long shutdown waits for connections to finish their in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracing::debug!(%peer, "connection accepted");
+                    conns.spawn(connection(stream, broker.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        tracing::warn!("connections still busy after {DRAIN_TIMEOUT:?}; closing them");
+        conns.abort_all();
+    }
+}
+
+async fn connection(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let (mut rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT);
+    let writer = tokio::spawn(write_replies(wr, rx));
+    let max = broker.config.max_request_bytes;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    'conn: loop {
+        // Complete frames already buffered are handled before reading more.
+        while let Some(len) = dispatch::frame_len(&buf) {
+            if len < 0 || len as usize > max {
+                tracing::debug!(?peer, len, max, "frame size out of bounds; closing connection");
+                break 'conn;
+            }
+            let total = 4 + len as usize;
+            if buf.len() < total {
+                buf.reserve(total - buf.len());
+                break;
+            }
+            let mut frame = buf.split_to(total);
+            let _ = frame.split_to(4);
+            match dispatch::handle_frame(&broker, frame.freeze()).await {
+                Ok(reply) => {
+                    if tx.send(reply).await.is_err() {
+                        break 'conn; // writer gone: the peer closed
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(?peer, "closing connection: {e}");
+                    break 'conn;
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        tokio::select! {
+            n = rd.read_buf(&mut buf) => match n {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn write_replies(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) {
+    let mut out = BufWriter::with_capacity(64 * 1024, wr);
+    while let Some(reply) = rx.recv().await {
+        let bytes = match reply {
+            Reply::Nothing => None,
+            Reply::Now(b) => Some(b),
+            Reply::Later(f) => f.await,
+        };
+        if let Some(b) = bytes {
+            if b.is_empty() {
+                return; // an unencodable response: close rather than desynchronize the client
+            }
+            if out.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+        // Flush when nothing else is ready, so pipelined replies share a syscall.
+        if rx.is_empty() && out.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = out.flush().await;
+    let _ = out.into_inner().shutdown().await;
+}
