@@ -36,11 +36,15 @@
 //!   `--records` records; then flush. The rate counts acknowledged records over the time from
 //!   the first send to the last acknowledgement.
 //! * 5-8: the same on a broker started with `--fsync always`.
-//! * 9: consume catch-up: a topic pre-filled with `--consume-records` (5,000,000) records of
-//!   100 B is read from offset 0 by a fresh `BaseConsumer` (`assign`, no commits, librdkafka's
-//!   fetch defaults), timed from `assign` to the last record.
-//! * 10: produce latency: 50,000 records/s (`--latency-rate`) of 100 B with acks=all for
-//!   `--latency-secs` (10) on a `ThreadedProducer`, paced in 200 µs steps. A record's latency is
+//! * 9, 9b: consume catch-up: a topic pre-filled with `--consume-records` (5,000,000) records
+//!   of 100 B is read from offset 0 by a fresh `BaseConsumer` (`assign`, no commits, librdkafka's
+//!   fetch defaults), timed from `assign` to the last record. Row 9 takes records with
+//!   `BaseConsumer::poll`, one call per record (the rdkafka crate's API); row 9b with
+//!   `rd_kafka_consume_batch_queue`, up to 8192 per call (as confluent-kafka-python's
+//!   `consume(num_messages)` does). The difference is client overhead only.
+//! * 10a, 10b (`--fsync always`), 10c (linger.ms=0): produce latency: 50,000 records/s
+//!   (`--latency-rate`) of 100 B with acks=all for `--latency-secs` (10) on a
+//!   `ThreadedProducer`, paced in 200 µs steps. A record's latency is
 //!   the time of its delivery report minus the time just before its `send()`. Note that with
 //!   `linger.ms=5` librdkafka holds each record up to 5 ms before sending its batch, so about
 //!   half of p50 and most of p99 is the client's linger; row 10c (linger.ms=0) shows the rest.
@@ -53,14 +57,17 @@
 //! * **broker CPU %** and **client CPU %**: CPU time over wall time of the broker and of this
 //!   process (librdkafka's threads included); 100 % is one core and the machine's cores are
 //!   shared by both, so their sum against `cores × 100 %` shows who is saturated.
-//! * **peak RSS MB**: the broker's largest `VmRSS` sampled every 50 ms during the run (MiB).
+//! * **peak RSS MB**: the broker's largest `VmRSS` sampled every 50 ms during the run.
 //! * **runs**: every run's records/s, to judge the spread.
 //! * **p50/p99/p99.9/max ms**: latency percentiles of all records of a run (median over runs).
 //! * **idle RSS**: the broker's `VmRSS` 1 s after it became ready, before any client connected;
 //!   **peak RSS during produce**: the largest sample of rows 1-4 (or 5-8); **VmHWM**: the
 //!   kernel's own peak RSS of the process over its life (consume and latency included).
-//! * Sizes: MB = 10^6 bytes for rates; RSS in MiB (2^20 bytes).
 //! * **target**: the target for that figure and whether the median meets it.
+//!
+//! Rates use MB = 10^6 bytes; RSS figures are MiB (2^20 bytes). Progress goes to stderr, the
+//! report to stdout and to `--out`. Run on an otherwise idle machine: client and broker share
+//! its cores, so any other load shows up in the numbers.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -332,6 +339,8 @@ struct Broker {
 
 struct Stopped {
     status: Option<ExitStatus>,
+    /// It had exited before it was asked to.
+    died: bool,
     secs: f64,
     hwm_kb: Option<u64>,
 }
@@ -446,10 +455,14 @@ impl Broker {
 
     fn stop(mut self) -> Stopped {
         let hwm_kb = proc_status_kb(self.pid, "VmHWM");
+        let early = self.exited();
+        let died = early.is_some();
         let t0 = Instant::now();
-        send_sigterm(self.pid);
-        let mut status = None;
-        if let Some(child) = self.child.as_mut() {
+        let mut status = early;
+        if !died {
+            send_sigterm(self.pid);
+        }
+        if let (Some(child), false) = (self.child.as_mut(), died) {
             while t0.elapsed() < Duration::from_secs(30) {
                 if let Ok(Some(st)) = child.try_wait() {
                     status = Some(st);
@@ -466,7 +479,7 @@ impl Broker {
         self.child = None;
         CHILD_PID.store(0, Ordering::SeqCst);
         let _ = std::fs::remove_dir_all(&self.data_dir);
-        Stopped { status, secs, hwm_kb }
+        Stopped { status, died, secs, hwm_kb }
     }
 }
 
@@ -520,7 +533,12 @@ fn install_signal_handler() {
             eprintln!("kbench: interrupted; stopping broker pid {pid}");
             send_sigterm(pid);
             let t0 = Instant::now();
-            while Path::new(&format!("/proc/{pid}")).exists() && t0.elapsed() < Duration::from_secs(10) {
+            // Gone, or a zombie (the main thread, which owns the child, does not reap it).
+            let alive = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.rfind(')').is_some_and(|i| !s[i + 1..].trim_start().starts_with('Z')))
+            };
+            while alive() && t0.elapsed() < Duration::from_secs(10) {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -1551,6 +1569,12 @@ fn real_main(args: Args) -> Result<(), String> {
     let mut report = Report { header, rows: Vec::new(), brokers: Vec::new(), notes: Vec::new() };
     let settle_idle = if quick { Duration::from_millis(200) } else { Duration::from_secs(1) };
 
+    let kairos_bin = if args.bootstrap.is_none() && args.broker_cmd.is_none() {
+        Some(locate_kairos(args.kairos_bin.clone())?)
+    } else {
+        None
+    };
+    let trouble = std::cell::RefCell::new(false);
     // One broker group: start (unless external), run, stop, note its memory.
     let group = |report: &mut Report, fsync_always: bool| -> Result<(), String> {
         let label = if fsync_always { "kairos, --fsync always" } else { "kairos, default fsync" };
@@ -1570,12 +1594,10 @@ fn real_main(args: Args) -> Result<(), String> {
             return Ok(());
         }
         let tag = if fsync_always { "fsync-always" } else { "default" };
-        let broker = match &args.broker_cmd {
-            Some(cmd) => Broker::start_cmd(cmd, tmp.path(), tag)?,
-            None => {
-                let bin = locate_kairos(args.kairos_bin.clone())?;
-                Broker::start_kairos(&bin, fsync_always, tmp.path(), tag)?
-            }
+        let broker = match (&args.broker_cmd, &kairos_bin) {
+            (Some(cmd), _) => Broker::start_cmd(cmd, tmp.path(), tag)?,
+            (None, Some(bin)) => Broker::start_kairos(bin, fsync_always, tmp.path(), tag)?,
+            (None, None) => return Err("no server to start".into()),
         };
         std::thread::sleep(settle_idle);
         let idle = proc_status_kb(broker.pid, "VmRSS");
@@ -1586,16 +1608,20 @@ fn real_main(args: Args) -> Result<(), String> {
         let peak = peak_of(&report.rows[first..]);
         let command_line = broker.command_line.clone();
         let failed = report.rows[first..].iter().any(|r| r.error.is_some());
-        let log_tail = broker.log_tail(20);
+        let log_path = broker.log_path.clone();
         let st = broker.stop();
         let mut stop = match st.status {
+            Some(s) if st.died => format!("**had exited on its own before the end: {s}**"),
             Some(s) if s.success() => format!("exited 0 {:.2} s after SIGTERM", st.secs),
             Some(s) => format!("**{s} {:.2} s after SIGTERM**", st.secs),
             None => format!("**did not exit within {:.0} s of SIGTERM; killed**", st.secs),
         };
-        if failed || !st.status.is_some_and(|s| s.success()) {
-            eprintln!("kbench: last lines of the broker's log:\n{log_tail}");
-            stop.push_str(" (see its log tail on stderr)");
+        if failed || st.died || !st.status.is_some_and(|s| s.success()) {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("kbench: last lines of the broker's log:\n{}", lines[lines.len().saturating_sub(30)..].join("\n"));
+            stop.push_str(" (its log tail is on stderr)");
+            *trouble.borrow_mut() = true;
         }
         report.brokers.push(BrokerInfo {
             label: if args.broker_cmd.is_some() { "custom server".into() } else { label.into() },
@@ -1609,13 +1635,19 @@ fn real_main(args: Args) -> Result<(), String> {
     };
 
     if sel.default_group {
-        group(&mut report, false)?;
+        if let Err(e) = group(&mut report, false) {
+            eprintln!("kbench: {e}");
+            report.notes.push(format!("**default-fsync broker: {}**", e.lines().next().unwrap_or_default()));
+            *trouble.borrow_mut() = true;
+        }
     }
     if sel.fsync_group {
         if args.bootstrap.is_some() || args.broker_cmd.is_some() {
             report.notes.push("rows 5-8 and 10b (--fsync always) skipped: the harness did not start kairos".into());
-        } else {
-            group(&mut report, true)?;
+        } else if let Err(e) = group(&mut report, true) {
+            eprintln!("kbench: {e}");
+            report.notes.push(format!("**--fsync always broker: {}**", e.lines().next().unwrap_or_default()));
+            *trouble.borrow_mut() = true;
         }
     }
     if sel.latency && sel.default_group {
@@ -1631,6 +1663,9 @@ fn real_main(args: Args) -> Result<(), String> {
     std::fs::write(&args.out, &md).map_err(|e| format!("{}: {e}", args.out.display()))?;
     eprintln!("kbench: wrote {}", args.out.display());
     drop(tmp);
+    if trouble.into_inner() || report.rows.iter().any(|r| r.error.is_some()) {
+        return Err("some scenarios failed or a broker misbehaved; see the report".into());
+    }
     Ok(())
 }
 

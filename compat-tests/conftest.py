@@ -238,8 +238,20 @@ class BrokerFactory:
 @pytest.fixture
 def broker_factory(tmp_path, request):
     f = BrokerFactory(tmp_path, request)
+    request.node._kairos_factory = f
     yield f
     f.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failed test, append the tail of each broker's log to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    f = getattr(item, "_kairos_factory", None)
+    if report.when == "call" and report.failed and f is not None:
+        for b in f.brokers:
+            report.sections.append((f"{b.name} log tail", b.log_tail(30)))
 
 
 @pytest.fixture

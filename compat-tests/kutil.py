@@ -98,27 +98,27 @@ def consume(bootstrap: str, topic: str, partition: int = 0, offset: int = 0,
     try:
         c.assign([TopicPartition(topic, partition, offset)])
         deadline = time.monotonic() + timeout
-        while True:
+        done = False
+        while not done:
             if count is not None and len(out) >= count:
                 break
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"timeout reading {topic}[{partition}] from {offset}: got {len(out)} records"
                     f" (want {count if count is not None else 'up to EOF'}); client errors: {global_errors[:5]}")
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            if m.error():
-                code = m.error().code()
-                if code == KafkaError._PARTITION_EOF:
-                    if count is None:
-                        break
-                    continue
-                if m.topic() is None or code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
-                    global_errors.append(m.error())
-                    continue
-                raise KafkaException(m.error())
-            out.append(to_rec(m))
+            for m in c.consume(num_messages=1000, timeout=0.2):
+                if m.error():
+                    code = m.error().code()
+                    if code == KafkaError._PARTITION_EOF:
+                        if count is None:
+                            done = True
+                            break
+                        continue
+                    if m.topic() is None or code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+                        global_errors.append(m.error())
+                        continue
+                    raise KafkaException(m.error())
+                out.append(to_rec(m))
     finally:
         c.close()
     return out

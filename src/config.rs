@@ -75,7 +75,7 @@ pub struct FileConfig {
     pub fsync_interval_ms: Option<u64>,
     pub max_request_bytes: Option<usize>,
     pub retention_check_interval_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, alias = "topic_defaults")]
     pub topic_defaults: BTreeMap<String, toml::Value>,
 }
 

@@ -75,6 +75,12 @@ pub struct LogConfig {
     pub retention_ms: i64,
     /// retention.bytes; -1 = unlimited.
     pub retention_bytes: i64,
+    /// message.timestamp.after.max.ms: how far ahead of the broker clock a CreateTime
+    /// batch's max timestamp may be.
+    pub timestamp_after_max_ms: i64,
+    /// message.timestamp.before.max.ms: how far behind the broker clock a CreateTime
+    /// batch's base timestamp may be.
+    pub timestamp_before_max_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -88,6 +94,8 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
+            timestamp_after_max_ms: 3_600_000,
+            timestamp_before_max_ms: i64::MAX,
         }
     }
 }
@@ -119,6 +127,9 @@ pub enum LogError {
     /// OFFSET_OUT_OF_RANGE; `start`/`end` are the log start and end offsets at the time.
     #[error("offset {offset} out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    /// A CreateTime timestamp outside message.timestamp.{before,after}.max.ms (INVALID_TIMESTAMP).
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// I/O error (KAFKA_STORAGE_ERROR). After a write-side one the partition is failed.
     #[error("storage error: {0}")]
     Storage(String),
@@ -302,6 +313,9 @@ impl PartitionLog {
             return Err(LogError::MessageTooLarge { size: records.len(), max: w.config.max_message_bytes });
         }
         batch::validate_producer_records(records, w.config.max_message_bytes, allow_control, &mut w.validated)?;
+        if w.config.timestamp_type == TimestampType::CreateTime {
+            check_timestamps(&w.validated, &w.config, now_ms)?;
+        }
         let base_offset = self.leo.load(Ordering::Relaxed); // the writer owns it
         let last_offset = base_offset + w.validated.offset_count - 1;
         if self.should_roll(w, records.len(), last_offset, now_ms) {
@@ -738,6 +752,26 @@ impl PartitionLog {
         tracing::error!(dir = %self.dir.display(), "{what}; partition failed until reopen");
         LogError::Storage(what)
     }
+}
+
+/// Kafka's CreateTime bounds, checked on batch headers only (no record decoding):
+/// the max timestamp against the future bound, the base timestamp against the past one.
+fn check_timestamps(v: &batch::Validated, c: &LogConfig, now_ms: i64) -> Result<(), LogError> {
+    for (_, h, _, _) in &v.batches {
+        if h.max_timestamp > now_ms.saturating_add(c.timestamp_after_max_ms) {
+            return Err(LogError::InvalidTimestamp(format!(
+                "timestamp {} is more than message.timestamp.after.max.ms={} ahead of the broker time {now_ms}",
+                h.max_timestamp, c.timestamp_after_max_ms
+            )));
+        }
+        if h.base_timestamp >= 0 && h.base_timestamp < now_ms.saturating_sub(c.timestamp_before_max_ms) {
+            return Err(LogError::InvalidTimestamp(format!(
+                "timestamp {} is more than message.timestamp.before.max.ms={} behind the broker time {now_ms}",
+                h.base_timestamp, c.timestamp_before_max_ms
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// First record of the stored batch `bytes` at or after `min_offset` whose timestamp

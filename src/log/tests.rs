@@ -718,3 +718,22 @@ fn bench_append_and_read_throughput() {
     let dt = t.elapsed().as_secs_f64();
     println!("read: {:.2} M records/s", (n * 7000) as f64 / dt / 1e6);
 }
+
+#[test]
+fn create_time_outside_the_configured_bounds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = 10_000_000;
+    let log = open(
+        dir.path(),
+        LogConfig { timestamp_after_max_ms: 1000, timestamp_before_max_ms: 5000, ..LogConfig::default() },
+    );
+    let future = make_batch(1, now + 1001, Compression::None);
+    assert!(matches!(log.append(&future, now), Err(LogError::InvalidTimestamp(_))));
+    let past = make_batch(1, now - 5001, Compression::None);
+    assert!(matches!(log.append(&past, now), Err(LogError::InvalidTimestamp(_))));
+    assert_eq!(log.log_end_offset(), 0);
+    log.append(&make_batch(1, now + 1000, Compression::None), now).unwrap();
+    // LogAppendTime topics overwrite the timestamps, so no bound applies.
+    log.set_config(LogConfig { timestamp_type: TimestampType::LogAppendTime, timestamp_after_max_ms: 0, ..LogConfig::default() });
+    log.append(&future, now).unwrap();
+}

@@ -18,6 +18,7 @@ pub fn log_error(e: &LogError) -> i16 {
         LogError::InvalidRecord(_) => ResponseError::InvalidRecord.code(),
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge.code(),
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+        LogError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp.code(),
         LogError::Storage(_) => ResponseError::KafkaStorageError.code(),
     }
 }

@@ -77,7 +77,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let d = def(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
     let bad = || format!("Invalid value {value} for configuration {name}");
     match d.kind {
-        ConfigType::Int => {
+        ConfigType::Int | ConfigType::Short => {
             let v: i32 = value.trim().parse().map_err(|_| bad())?;
             if (v as i64) < d.min {
                 return Err(format!("Invalid value {value} for configuration {name}: Value must be at least {}", d.min));
@@ -154,6 +154,8 @@ impl Resolver<'_> {
             timestamp_type: if ts_type == "LogAppendTime" { TimestampType::LogAppendTime } else { TimestampType::CreateTime },
             retention_ms: self.num(overrides, "retention.ms"),
             retention_bytes: self.num(overrides, "retention.bytes"),
+            timestamp_after_max_ms: self.num(overrides, "message.timestamp.after.max.ms"),
+            timestamp_before_max_ms: self.num(overrides, "message.timestamp.before.max.ms"),
         }
     }
 }
