@@ -185,7 +185,10 @@ impl Selection {
         let known = ["default", "fsync", "produce", "consume", "latency"];
         for w in only {
             if !known.contains(&w.as_str()) {
-                return Err(format!("--only: unknown word {w:?} (known: {})", known.join(",")));
+                return Err(format!(
+                    "--only: unknown word {w:?} (known: {})",
+                    known.join(",")
+                ));
             }
         }
         let has = |w: &str| only.iter().any(|x| x == w);
@@ -346,7 +349,12 @@ struct Stopped {
 }
 
 impl Broker {
-    fn start_kairos(bin: &Path, fsync_always: bool, tmp: &Path, tag: &str) -> Result<Broker, String> {
+    fn start_kairos(
+        bin: &Path,
+        fsync_always: bool,
+        tmp: &Path,
+        tag: &str,
+    ) -> Result<Broker, String> {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
         let console_port = free_port().map_err(|e| format!("no free port: {e}"))?;
         let data = tmp.join(format!("data-{tag}"));
@@ -399,15 +407,26 @@ impl Broker {
         data_dir: PathBuf,
     ) -> Result<Broker, String> {
         let log_path = tmp.join(format!("broker-{tag}.log"));
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let log =
+            std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
         eprintln!("kbench: starting {command_line}");
-        let child = cmd.spawn().map_err(|e| format!("cannot start {command_line}: {e}"))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {command_line}: {e}"))?;
         let pid = child.id();
         CHILD_PID.store(pid, Ordering::SeqCst);
         *CHILD_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(data_dir.clone());
-        let mut b = Broker { child: Some(child), pid, addr, console, command_line, log_path, data_dir };
+        let mut b = Broker {
+            child: Some(child),
+            pid,
+            addr,
+            console,
+            command_line,
+            log_path,
+            data_dir,
+        };
         b.wait_ready(Duration::from_secs(60))?;
         Ok(b)
     }
@@ -419,21 +438,33 @@ impl Broker {
     }
 
     fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let t0 = Instant::now();
-        let sa: SocketAddr = self.addr.parse().map_err(|e| format!("{}: {e}", self.addr))?;
+        let sa: SocketAddr = self
+            .addr
+            .parse()
+            .map_err(|e| format!("{}: {e}", self.addr))?;
         loop {
             if let Some(st) = self.exited() {
-                return Err(format!("broker exited during start-up ({st}); log:\n{}", self.log_tail(30)));
+                return Err(format!(
+                    "broker exited during start-up ({st}); log:\n{}",
+                    self.log_tail(30)
+                ));
             }
             if TcpStream::connect_timeout(&sa, Duration::from_millis(200)).is_ok() {
                 break;
             }
             if t0.elapsed() > timeout {
-                return Err(format!("broker not listening on {} after {timeout:?}; log:\n{}", self.addr, self.log_tail(30)));
+                return Err(format!(
+                    "broker not listening on {} after {timeout:?}; log:\n{}",
+                    self.addr,
+                    self.log_tail(30)
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -449,7 +480,12 @@ impl Broker {
                 }
             }
         }
-        eprintln!("kbench: broker pid {} ready on {} after {:.2} s", self.pid, self.addr, t0.elapsed().as_secs_f64());
+        eprintln!(
+            "kbench: broker pid {} ready on {} after {:.2} s",
+            self.pid,
+            self.addr,
+            t0.elapsed().as_secs_f64()
+        );
         Ok(())
     }
 
@@ -479,7 +515,12 @@ impl Broker {
         self.child = None;
         CHILD_PID.store(0, Ordering::SeqCst);
         let _ = std::fs::remove_dir_all(&self.data_dir);
-        Stopped { status, died, secs, hwm_kb }
+        Stopped {
+            status,
+            died,
+            secs,
+            hwm_kb,
+        }
     }
 }
 
@@ -498,7 +539,11 @@ fn http_status(addr: &str, path: &str) -> Option<u16> {
     let sa: SocketAddr = addr.parse().ok()?;
     let mut s = TcpStream::connect_timeout(&sa, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = [0u8; 64];
     let mut n = 0;
     while n < 12 {
@@ -514,13 +559,18 @@ fn http_status(addr: &str, path: &str) -> Option<u16> {
 /// SIGINT/SIGTERM: stop the broker child, remove its data, exit.
 fn install_signal_handler() {
     std::thread::spawn(|| {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
         };
         rt.block_on(async {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-            else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 return;
             };
             tokio::select! {
@@ -535,8 +585,10 @@ fn install_signal_handler() {
             let t0 = Instant::now();
             // Gone, or a zombie (the main thread, which owns the child, does not reap it).
             let alive = || {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|s| s.rfind(')').is_some_and(|i| !s[i + 1..].trim_start().starts_with('Z')))
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    s.rfind(')')
+                        .is_some_and(|i| !s[i + 1..].trim_start().starts_with('Z'))
+                })
             };
             while alive() && t0.elapsed() < Duration::from_secs(10) {
                 std::thread::sleep(Duration::from_millis(20));
@@ -668,14 +720,21 @@ fn producer_config(bootstrap: &str, acks: &str, linger_ms: u32, plan: &Plan) -> 
 
 /// Waits until the topic's partition 0 has a leader (auto-creating it if the server does that);
 /// returns the topic's partition count.
-fn wait_topic<C: ClientContext>(client: &rdkafka::client::Client<C>, topic: &str) -> Result<usize, String> {
+fn wait_topic<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+) -> Result<usize, String> {
     let t0 = Instant::now();
     let mut last = String::new();
     while t0.elapsed() < Duration::from_secs(20) {
         match client.fetch_metadata(Some(topic), Duration::from_secs(5)) {
             Ok(md) => {
                 if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
-                    if t.error().is_none() && t.partitions().iter().any(|p| p.id() == 0 && p.leader() >= 0) {
+                    if t.error().is_none()
+                        && t.partitions()
+                            .iter()
+                            .any(|p| p.id() == 0 && p.leader() >= 0)
+                    {
                         return Ok(t.partitions().len());
                     }
                     last = format!("topic error {:?}", t.error());
@@ -712,13 +771,22 @@ impl Admin {
         };
         let nonce = format!(
             "{:x}",
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0) & 0xffffff
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+                & 0xffffff
         );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime");
-        Admin { client, rt, nonce, counter: 0 }
+        Admin {
+            client,
+            rt,
+            nonce,
+            counter: 0,
+        }
     }
 
     /// A fresh topic name, created with one partition when CreateTopics works.
@@ -732,14 +800,16 @@ impl Admin {
             let nt = NewTopic::new(&name, 1, TopicReplication::Fixed(1));
             let res = self.rt.block_on(admin.create_topics([&nt], &opts));
             let ok = match res {
-                Ok(v) => match v.first() {
-                    Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => true,
-                    Some(Err((_, code))) => {
-                        eprintln!("kbench: CreateTopics {name}: {code}; using auto-creation from now on");
-                        false
+                Ok(v) => {
+                    match v.first() {
+                        Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => true,
+                        Some(Err((_, code))) => {
+                            eprintln!("kbench: CreateTopics {name}: {code}; using auto-creation from now on");
+                            false
+                        }
+                        None => false,
                     }
-                    None => false,
-                },
+                }
                 Err(e) => {
                     eprintln!("kbench: CreateTopics {name}: {e}; using auto-creation from now on");
                     false
@@ -812,7 +882,8 @@ impl Run {
         self.bytes as f64 / self.secs.max(1e-9) / 1e6
     }
     fn broker_s_per_m(&self) -> Option<f64> {
-        self.broker_cpu.map(|c| c / (self.records.max(1) as f64) * 1e6)
+        self.broker_cpu
+            .map(|c| c / (self.records.max(1) as f64) * 1e6)
     }
     fn broker_pct(&self) -> Option<f64> {
         self.broker_cpu.map(|c| c / self.secs.max(1e-9) * 100.0)
@@ -870,17 +941,29 @@ fn produce_run(
             Err((e, _)) => return Err(format!("send: {e}")),
         }
     }
-    producer.flush(Duration::from_secs(60)).map_err(|e| format!("flush: {e}"))?;
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| format!("flush: {e}"))?;
     let secs = t0.elapsed().as_secs_f64();
     let metered = meter.stop();
     let ctx = producer.context();
     let ok = ctx.ok.load(Ordering::Relaxed);
     let err = ctx.err.load(Ordering::Relaxed);
-    let mut run = Run { records: ok, bytes: ok * value.len() as u64, secs, ..Run::default() };
+    let mut run = Run {
+        records: ok,
+        bytes: ok * value.len() as u64,
+        secs,
+        ..Run::default()
+    };
     apply(metered, &mut run);
     run.note = partitions_note(partitions);
     if err > 0 {
-        let first = ctx.first_err.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
+        let first = ctx
+            .first_err
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
         run.note = Some(format!("{err} of {sent} records failed (first: {first})"));
     }
     if ok == 0 {
@@ -920,7 +1003,9 @@ fn consume_run(
         c.set(k, v);
     }
     let consumer: BaseConsumer<ConsCtx> = c
-        .create_with_context(ConsCtx { logged: AtomicU64::new(0) })
+        .create_with_context(ConsCtx {
+            logged: AtomicU64::new(0),
+        })
         .map_err(|e| format!("consumer: {e}"))?;
     let partitions = wait_topic(consumer.client(), topic)?;
     let (lo, hi) = consumer
@@ -931,7 +1016,8 @@ fn consume_run(
         return Err(format!("partition 0 is empty (watermarks {lo}..{hi})"));
     }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning).map_err(|e| e.to_string())?;
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(|e| e.to_string())?;
     let meter = Meter::start(pid);
     let t0 = Instant::now();
     consumer.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
@@ -946,7 +1032,10 @@ fn consume_run(
         } else if seen_at.elapsed() > Duration::from_secs(15) {
             return Err(format!(
                 "stalled at {n} of {expect} records{}",
-                first_err.as_ref().map(|e| format!(" ({errors} errors, first: {e})")).unwrap_or_default()
+                first_err
+                    .as_ref()
+                    .map(|e| format!(" ({errors} errors, first: {e})"))
+                    .unwrap_or_default()
             ));
         }
         Ok(())
@@ -1026,11 +1115,20 @@ fn consume_run(
     }
     let secs = t0.elapsed().as_secs_f64();
     let metered = meter.stop();
-    let mut run = Run { records: n, bytes, secs, ..Run::default() };
+    let mut run = Run {
+        records: n,
+        bytes,
+        secs,
+        ..Run::default()
+    };
     apply(metered, &mut run);
-    run.note = partitions_note(partitions).map(|p| format!("{p}; read partition 0 only ({expect} records)"));
+    run.note = partitions_note(partitions)
+        .map(|p| format!("{p}; read partition 0 only ({expect} records)"));
     if errors > 0 {
-        run.note = Some(format!("{errors} consumer errors (first: {})", first_err.unwrap_or_default()));
+        run.note = Some(format!(
+            "{errors} consumer errors (first: {})",
+            first_err.unwrap_or_default()
+        ));
     }
     Ok(run)
 }
@@ -1057,7 +1155,9 @@ fn latency_run(
         let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, ctx.now_ns()).payload(value);
         producer.send(rec).map_err(|(e, _)| format!("send: {e}"))?;
     }
-    producer.flush(Duration::from_secs(30)).map_err(|e| format!("flush: {e}"))?;
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(|e| format!("flush: {e}"))?;
     let ok0 = ctx.ok.load(Ordering::Relaxed);
     if let Some(l) = &ctx.lat {
         l.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -1074,7 +1174,8 @@ fn latency_run(
         }
         let due = (rate * el.as_secs_f64()) as u64;
         while sent < due {
-            let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, ctx.now_ns()).payload(value);
+            let rec =
+                BaseRecord::<(), [u8], usize>::with_opaque_to(topic, ctx.now_ns()).payload(value);
             match producer.send(rec) {
                 Ok(()) => sent += 1,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -1087,21 +1188,37 @@ fn latency_run(
         std::thread::sleep(Duration::from_micros(200));
     }
     let send_secs = t0.elapsed().as_secs_f64();
-    producer.flush(Duration::from_secs(60)).map_err(|e| format!("flush: {e}"))?;
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| format!("flush: {e}"))?;
     let metered = meter.stop();
     let ok = ctx.ok.load(Ordering::Relaxed) - ok0;
     let err = ctx.err.load(Ordering::Relaxed);
-    let mut lat = std::mem::take(&mut *ctx.lat.as_ref().expect("latency vector").lock().unwrap_or_else(|e| e.into_inner()));
+    let mut lat = std::mem::take(
+        &mut *ctx
+            .lat
+            .as_ref()
+            .expect("latency vector")
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
     if lat.is_empty() {
         return Err("no record acknowledged".into());
     }
     lat.sort_unstable();
-    let q = |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1] as f64 / 1e6;
+    let q =
+        |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1] as f64 / 1e6;
     let mut run = Run {
         records: ok,
         bytes: ok * value.len() as u64,
         secs: send_secs,
-        lat: Some(Lat { rate: sent as f64 / send_secs, p50: q(0.50), p99: q(0.99), p999: q(0.999), max: q(1.0) }),
+        lat: Some(Lat {
+            rate: sent as f64 / send_secs,
+            p50: q(0.50),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: q(1.0),
+        }),
         ..Run::default()
     };
     apply(metered, &mut run);
@@ -1158,7 +1275,11 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 fn med_of(runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
@@ -1200,7 +1321,11 @@ impl Report {
         for h in &self.header {
             let _ = writeln!(s, "- {h}");
         }
-        let tp: Vec<&Row> = self.rows.iter().filter(|r| r.kind == Kind::Throughput).collect();
+        let tp: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.kind == Kind::Throughput)
+            .collect();
         if !tp.is_empty() {
             let _ = writeln!(s, "\n## Throughput\n");
             let _ = writeln!(
@@ -1210,13 +1335,23 @@ impl Report {
             let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|---|---|");
             for r in tp {
                 if let Some(e) = &r.error {
-                    let _ = writeln!(s, "| {} | {} | failed: {} | | | | | | | |", r.id, r.name, e.replace('\n', " ").replace('|', "/"));
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | failed: {} | | | | | | | |",
+                        r.id,
+                        r.name,
+                        e.replace('\n', " ").replace('|', "/")
+                    );
                     continue;
                 }
                 let rate = med_of(&r.runs, |x| Some(x.rate()));
                 let target = match (&r.target, rate) {
                     (Some(Target::MinRate(t)), Some(v)) => {
-                        format!("≥ {}: {}", thousands(*t), if v >= *t { "met" } else { "**missed**" })
+                        format!(
+                            "≥ {}: {}",
+                            thousands(*t),
+                            if v >= *t { "met" } else { "**missed**" }
+                        )
                     }
                     _ => String::new(),
                 };
@@ -1231,13 +1366,19 @@ impl Report {
                     opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
                     opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
                     opt(med_of(&r.runs, Run::client_pct), |v| format!("{v:.0}")),
-                    opt(med_of(&r.runs, |x| x.peak_rss_kb.map(mib)), |v| format!("{v:.1}")),
+                    opt(med_of(&r.runs, |x| x.peak_rss_kb.map(mib)), |v| format!(
+                        "{v:.1}"
+                    )),
                     target,
                     runs.join(" / ")
                 );
             }
         }
-        let lt: Vec<&Row> = self.rows.iter().filter(|r| r.kind == Kind::Latency).collect();
+        let lt: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.kind == Kind::Latency)
+            .collect();
         if !lt.is_empty() {
             let _ = writeln!(s, "\n## Produce latency (send to delivery report)\n");
             let _ = writeln!(
@@ -1247,19 +1388,36 @@ impl Report {
             let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|");
             for r in lt {
                 if let Some(e) = &r.error {
-                    let _ = writeln!(s, "| {} | {} | failed: {} | | | | | | | | |", r.id, r.name, e.replace('\n', " ").replace('|', "/"));
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | failed: {} | | | | | | | | |",
+                        r.id,
+                        r.name,
+                        e.replace('\n', " ").replace('|', "/")
+                    );
                     continue;
                 }
                 let l = |f: fn(&Lat) -> f64| med_of(&r.runs, move |x| x.lat.as_ref().map(f));
                 let p99 = l(|x| x.p99);
                 let target = match (&r.target, p99) {
                     (Some(Target::MaxP99(t)), Some(v)) => {
-                        format!("p99 ≤ {t} ms: {}", if v <= *t { "met" } else { "**missed**" })
+                        format!(
+                            "p99 ≤ {t} ms: {}",
+                            if v <= *t { "met" } else { "**missed**" }
+                        )
                     }
                     _ => String::new(),
                 };
-                let runs: Vec<String> =
-                    r.runs.iter().map(|x| x.lat.as_ref().map(|l| format!("{:.2}", l.p99)).unwrap_or_default()).collect();
+                let runs: Vec<String> = r
+                    .runs
+                    .iter()
+                    .map(|x| {
+                        x.lat
+                            .as_ref()
+                            .map(|l| format!("{:.2}", l.p99))
+                            .unwrap_or_default()
+                    })
+                    .collect();
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -1279,12 +1437,20 @@ impl Report {
         }
         if !self.brokers.is_empty() {
             let _ = writeln!(s, "\n## Broker memory\n");
-            let _ = writeln!(s, "| broker | idle RSS MB | peak RSS MB during produce | VmHWM MB at stop | target |");
+            let _ = writeln!(
+                s,
+                "| broker | idle RSS MB | peak RSS MB during produce | VmHWM MB at stop | target |"
+            );
             let _ = writeln!(s, "|---|--:|--:|--:|---|");
             for b in &self.brokers {
                 let target = b
                     .idle_rss_kb
-                    .map(|kb| format!("idle ≤ 32 MB: {}", if mib(kb) <= 32.0 { "met" } else { "**missed**" }))
+                    .map(|kb| {
+                        format!(
+                            "idle ≤ 32 MB: {}",
+                            if mib(kb) <= 32.0 { "met" } else { "**missed**" }
+                        )
+                    })
                     .unwrap_or_default();
                 let _ = writeln!(
                     s,
@@ -1299,7 +1465,15 @@ impl Report {
         }
         let mut notes = self.notes.clone();
         for b in &self.brokers {
-            notes.push(format!("{}: `{}`{}", b.label, b.command_line, b.stop.as_deref().map(|x| format!("; {x}")).unwrap_or_default()));
+            notes.push(format!(
+                "{}: `{}`{}",
+                b.label,
+                b.command_line,
+                b.stop
+                    .as_deref()
+                    .map(|x| format!("; {x}"))
+                    .unwrap_or_default()
+            ));
         }
         for r in &self.rows {
             for (i, run) in r.runs.iter().enumerate() {
@@ -1347,7 +1521,10 @@ fn repeat(
                     run.mbps(),
                     run.lat
                         .as_ref()
-                        .map(|l| format!(", p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms", l.p50, l.p99, l.p999))
+                        .map(|l| format!(
+                            ", p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+                            l.p50, l.p99, l.p999
+                        ))
                         .unwrap_or_default()
                 );
                 runs.push(run);
@@ -1363,7 +1540,13 @@ fn repeat(
 }
 
 /// Runs one broker group's scenarios; returns its rows and the peak RSS seen.
-fn run_group(server: &Server, fsync_always: bool, sel: &Selection, plan: &Plan, auto_create: bool) -> Vec<Row> {
+fn run_group(
+    server: &Server,
+    fsync_always: bool,
+    sel: &Selection,
+    plan: &Plan,
+    auto_create: bool,
+) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut admin = Admin::new(server.bootstrap, !auto_create);
     let small = value_bytes(100);
@@ -1371,35 +1554,80 @@ fn run_group(server: &Server, fsync_always: bool, sel: &Selection, plan: &Plan, 
     let suffix = if fsync_always { ", fsync always" } else { "" };
     if sel.produce {
         let cases: [(&'static str, &'static str, &[u8], &str); 4] = if fsync_always {
-            [("5", "100 B", &small, "1"), ("6", "1 KiB", &large, "1"), ("7", "100 B", &small, "all"), ("8", "1 KiB", &large, "all")]
+            [
+                ("5", "100 B", &small, "1"),
+                ("6", "1 KiB", &large, "1"),
+                ("7", "100 B", &small, "all"),
+                ("8", "1 KiB", &large, "all"),
+            ]
         } else {
-            [("1", "100 B", &small, "1"), ("2", "1 KiB", &large, "1"), ("3", "100 B", &small, "all"), ("4", "1 KiB", &large, "all")]
+            [
+                ("1", "100 B", &small, "1"),
+                ("2", "1 KiB", &large, "1"),
+                ("3", "100 B", &small, "all"),
+                ("4", "1 KiB", &large, "all"),
+            ]
         };
         for (id, size, value, acks) in cases {
             let name = format!("produce {size}, acks={acks}{suffix}");
             eprintln!("kbench: {id}: {name}");
             let (runs, error) = repeat(plan, &mut admin, &format!("p{id}"), |topic| {
-                produce_run(server.bootstrap, server.pid, topic, value, acks, plan.produce, plan)
+                produce_run(
+                    server.bootstrap,
+                    server.pid,
+                    topic,
+                    value,
+                    acks,
+                    plan.produce,
+                    plan,
+                )
             });
             let target = match (id, size) {
                 ("1", _) => Some(Target::MinRate(2_000_000.0)),
                 ("5", _) | ("7", _) => Some(Target::MinRate(500_000.0)),
                 _ => None,
             };
-            rows.push(Row { id, name, kind: Kind::Throughput, runs, error, target });
+            rows.push(Row {
+                id,
+                name,
+                kind: Kind::Throughput,
+                runs,
+                error,
+                target,
+            });
         }
     }
     if sel.consume && !fsync_always {
         let records = thousands(plan.consume_records as f64);
         let cases = [
-            ("9", format!("consume catch-up, {records} × 100 B, poll()"), ConsumeApi::Poll),
-            ("9b", format!("consume catch-up, {records} × 100 B, batch"), ConsumeApi::Batch),
+            (
+                "9",
+                format!("consume catch-up, {records} × 100 B, poll()"),
+                ConsumeApi::Poll,
+            ),
+            (
+                "9b",
+                format!("consume catch-up, {records} × 100 B, batch"),
+                ConsumeApi::Batch,
+            ),
         ];
         eprintln!("kbench: 9: consume catch-up, pre-filling {records} records");
         let topic = admin.topic("c9");
-        let fill = produce_run(server.bootstrap, None, &topic, &small, "1", Amount::Records(plan.consume_records), plan);
+        let fill = produce_run(
+            server.bootstrap,
+            None,
+            &topic,
+            &small,
+            "1",
+            Amount::Records(plan.consume_records),
+            plan,
+        );
         match &fill {
-            Ok(f) => eprintln!("kbench:   pre-filled {} records at {} records/s", thousands(f.records as f64), thousands(f.rate())),
+            Ok(f) => eprintln!(
+                "kbench:   pre-filled {} records at {} records/s",
+                thousands(f.records as f64),
+                thousands(f.rate())
+            ),
             Err(e) => eprintln!("kbench:   pre-fill failed: {e}"),
         }
         std::thread::sleep(plan.settle);
@@ -1409,9 +1637,21 @@ fn run_group(server: &Server, fsync_always: bool, sel: &Selection, plan: &Plan, 
             if error.is_none() {
                 eprintln!("kbench: {id}: {name}");
                 for i in 0..plan.repeats {
-                    match consume_run(server.bootstrap, server.pid, &topic, &format!("{topic}-{id}-{i}"), api, plan) {
+                    match consume_run(
+                        server.bootstrap,
+                        server.pid,
+                        &topic,
+                        &format!("{topic}-{id}-{i}"),
+                        api,
+                        plan,
+                    ) {
                         Ok(run) => {
-                            eprintln!("kbench:   c{id} run {}: {} records/s, {:.1} MB/s", i + 1, thousands(run.rate()), run.mbps());
+                            eprintln!(
+                                "kbench:   c{id} run {}: {} records/s, {:.1} MB/s",
+                                i + 1,
+                                thousands(run.rate()),
+                                run.mbps()
+                            );
                             runs.push(run);
                         }
                         Err(e) => {
@@ -1423,7 +1663,14 @@ fn run_group(server: &Server, fsync_always: bool, sel: &Selection, plan: &Plan, 
                     std::thread::sleep(plan.settle);
                 }
             }
-            rows.push(Row { id, name, kind: Kind::Throughput, runs, error, target: Some(Target::MinRate(3_000_000.0)) });
+            rows.push(Row {
+                id,
+                name,
+                kind: Kind::Throughput,
+                runs,
+                error,
+                target: Some(Target::MinRate(3_000_000.0)),
+            });
         }
         admin.delete(&topic);
     }
@@ -1444,8 +1691,19 @@ fn run_group(server: &Server, fsync_always: bool, sel: &Selection, plan: &Plan, 
             let (runs, error) = repeat(plan, &mut admin, &format!("l{id}"), |topic| {
                 latency_run(server.bootstrap, server.pid, topic, &small, linger, plan)
             });
-            let target = if id == "10a" { Some(Target::MaxP99(3.0)) } else { None };
-            rows.push(Row { id, name, kind: Kind::Latency, runs, error, target });
+            let target = if id == "10a" {
+                Some(Target::MaxP99(3.0))
+            } else {
+                None
+            };
+            rows.push(Row {
+                id,
+                name,
+                kind: Kind::Latency,
+                runs,
+                error,
+                target,
+            });
         }
     }
     rows
@@ -1489,10 +1747,19 @@ fn parse_props(v: &[String]) -> Result<Vec<(String, String)>, String> {
 fn host_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
     format!("{cores} cores ({cpu}), Linux {kernel}; client and broker share them")
 }
 
@@ -1532,7 +1799,10 @@ fn real_main(args: Args) -> Result<(), String> {
             Some(n) => Amount::Records(n.max(1)),
             None => Amount::Secs(args.secs.unwrap_or(if quick { 0.4 } else { 5.0 })),
         },
-        consume_records: args.consume_records.unwrap_or(if quick { 200_000 } else { 5_000_000 }).max(1),
+        consume_records: args
+            .consume_records
+            .unwrap_or(if quick { 200_000 } else { 5_000_000 })
+            .max(1),
         latency_rate: args.latency_rate.max(1),
         latency_secs: args.latency_secs.unwrap_or(if quick { 1.0 } else { 10.0 }),
         settle: Duration::from_millis(if quick { 50 } else { 500 }),
@@ -1566,8 +1836,17 @@ fn real_main(args: Args) -> Result<(), String> {
     if !plan.consumer_props.is_empty() {
         header.push(format!("consumer properties: {:?}", plan.consumer_props));
     }
-    let mut report = Report { header, rows: Vec::new(), brokers: Vec::new(), notes: Vec::new() };
-    let settle_idle = if quick { Duration::from_millis(200) } else { Duration::from_secs(1) };
+    let mut report = Report {
+        header,
+        rows: Vec::new(),
+        brokers: Vec::new(),
+        notes: Vec::new(),
+    };
+    let settle_idle = if quick {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(1)
+    };
 
     let kairos_bin = if args.bootstrap.is_none() && args.broker_cmd.is_none() {
         Some(locate_kairos(args.kairos_bin.clone())?)
@@ -1577,15 +1856,29 @@ fn real_main(args: Args) -> Result<(), String> {
     let trouble = std::cell::RefCell::new(false);
     // One broker group: start (unless external), run, stop, note its memory.
     let group = |report: &mut Report, fsync_always: bool| -> Result<(), String> {
-        let label = if fsync_always { "kairos, --fsync always" } else { "kairos, default fsync" };
+        let label = if fsync_always {
+            "kairos, --fsync always"
+        } else {
+            "kairos, default fsync"
+        };
         if let Some(addr) = &args.bootstrap {
-            let server = Server { bootstrap: addr, pid: args.broker_pid };
+            let server = Server {
+                bootstrap: addr,
+                pid: args.broker_pid,
+            };
             let idle = args.broker_pid.and_then(|p| proc_status_kb(p, "VmRSS"));
-            report.rows.extend(run_group(&server, false, &sel, &plan, args.auto_create));
+            report
+                .rows
+                .extend(run_group(&server, false, &sel, &plan, args.auto_create));
             let peak = peak_of(&report.rows);
             report.brokers.push(BrokerInfo {
                 label: format!("external server at {addr}"),
-                command_line: format!("pid {}", args.broker_pid.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into())),
+                command_line: format!(
+                    "pid {}",
+                    args.broker_pid
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "unknown".into())
+                ),
                 idle_rss_kb: idle,
                 peak_rss_kb: peak,
                 hwm_kb: args.broker_pid.and_then(|p| proc_status_kb(p, "VmHWM")),
@@ -1593,7 +1886,11 @@ fn real_main(args: Args) -> Result<(), String> {
             });
             return Ok(());
         }
-        let tag = if fsync_always { "fsync-always" } else { "default" };
+        let tag = if fsync_always {
+            "fsync-always"
+        } else {
+            "default"
+        };
         let broker = match (&args.broker_cmd, &kairos_bin) {
             (Some(cmd), _) => Broker::start_cmd(cmd, tmp.path(), tag)?,
             (None, Some(bin)) => Broker::start_kairos(bin, fsync_always, tmp.path(), tag)?,
@@ -1602,7 +1899,10 @@ fn real_main(args: Args) -> Result<(), String> {
         std::thread::sleep(settle_idle);
         let idle = proc_status_kb(broker.pid, "VmRSS");
         let first = report.rows.len();
-        let server = Server { bootstrap: &broker.addr, pid: Some(broker.pid) };
+        let server = Server {
+            bootstrap: &broker.addr,
+            pid: Some(broker.pid),
+        };
         let rows = run_group(&server, fsync_always, &sel, &plan, args.auto_create);
         report.rows.extend(rows);
         let peak = peak_of(&report.rows[first..]);
@@ -1614,17 +1914,27 @@ fn real_main(args: Args) -> Result<(), String> {
             Some(s) if st.died => format!("**had exited on its own before the end: {s}**"),
             Some(s) if s.success() => format!("exited 0 {:.2} s after SIGTERM", st.secs),
             Some(s) => format!("**{s} {:.2} s after SIGTERM**", st.secs),
-            None => format!("**did not exit within {:.0} s of SIGTERM; killed**", st.secs),
+            None => format!(
+                "**did not exit within {:.0} s of SIGTERM; killed**",
+                st.secs
+            ),
         };
         if failed || st.died || !st.status.is_some_and(|s| s.success()) {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
-            eprintln!("kbench: last lines of the broker's log:\n{}", lines[lines.len().saturating_sub(30)..].join("\n"));
+            eprintln!(
+                "kbench: last lines of the broker's log:\n{}",
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            );
             stop.push_str(" (its log tail is on stderr)");
             *trouble.borrow_mut() = true;
         }
         report.brokers.push(BrokerInfo {
-            label: if args.broker_cmd.is_some() { "custom server".into() } else { label.into() },
+            label: if args.broker_cmd.is_some() {
+                "custom server".into()
+            } else {
+                label.into()
+            },
             command_line,
             idle_rss_kb: idle,
             peak_rss_kb: peak,
@@ -1637,16 +1947,25 @@ fn real_main(args: Args) -> Result<(), String> {
     if sel.default_group {
         if let Err(e) = group(&mut report, false) {
             eprintln!("kbench: {e}");
-            report.notes.push(format!("**default-fsync broker: {}**", e.lines().next().unwrap_or_default()));
+            report.notes.push(format!(
+                "**default-fsync broker: {}**",
+                e.lines().next().unwrap_or_default()
+            ));
             *trouble.borrow_mut() = true;
         }
     }
     if sel.fsync_group {
         if args.bootstrap.is_some() || args.broker_cmd.is_some() {
-            report.notes.push("rows 5-8 and 10b (--fsync always) skipped: the harness did not start kairos".into());
+            report.notes.push(
+                "rows 5-8 and 10b (--fsync always) skipped: the harness did not start kairos"
+                    .into(),
+            );
         } else if let Err(e) = group(&mut report, true) {
             eprintln!("kbench: {e}");
-            report.notes.push(format!("**--fsync always broker: {}**", e.lines().next().unwrap_or_default()));
+            report.notes.push(format!(
+                "**--fsync always broker: {}**",
+                e.lines().next().unwrap_or_default()
+            ));
             *trouble.borrow_mut() = true;
         }
     }

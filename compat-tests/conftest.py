@@ -101,6 +101,7 @@ class Broker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_") or k == "KAIROS_LOG"}
         env.setdefault("KAIROS_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
         with open(self.log_path, "wb") as logf:
             logf.write(("$ " + " ".join(cmd) + "\n").encode())
             logf.flush()

@@ -14,6 +14,9 @@ CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
 
 def kp_producer(bootstrap, **kw):
+    # kafka-python 3.x is idempotent by default (InitProducerId); that default is
+    # tested on its own in test_kafka_python_default_idempotent_producer
+    kw.setdefault("enable_idempotence", False)
     return KafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=10000, **kw)
 
 
@@ -119,3 +122,15 @@ def test_kafka_python_admin(broker, topic):
             a.delete_topics([topic])
     finally:
         a.close()
+
+
+def test_kafka_python_default_idempotent_producer(broker, topic):
+    """kafka-python 3.x's default producer is idempotent, like Java's since 3.0: it needs
+    InitProducerId and sequenced batches."""
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)
+    try:
+        metas = [p.send(topic, key=b"k", value=b"v%d" % i).get(timeout=15) for i in range(5)]
+    finally:
+        p.close(timeout=5)
+    assert [m.offset for m in metas] == list(range(5))
+    assert [r.value for r in consume(broker.bootstrap, topic)] == [b"v%d" % i for i in range(5)]

@@ -50,7 +50,9 @@ impl Broker {
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let marker: PathBuf = config.data_dir.join(CLEAN_SHUTDOWN_MARKER);
         let clean = marker.exists();
-        let store = Arc::new(MetaStore::open(&config.data_dir.join("meta")).context("opening metadata store")?);
+        let store = Arc::new(
+            MetaStore::open(&config.data_dir.join("meta")).context("opening metadata store")?,
+        );
         if clean {
             std::fs::remove_file(&marker).context("removing clean-shutdown marker")?;
         } else {
@@ -61,17 +63,27 @@ impl Broker {
             let store = store.clone();
             let dir = config.data_dir.clone();
             let defaults = config.topic_defaults.clone();
-            tokio::task::spawn_blocking(move || TopicRegistry::open(store, &dir, defaults, clean)).await??
+            tokio::task::spawn_blocking(move || TopicRegistry::open(store, &dir, defaults, clean))
+                .await??
         };
-        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
         let kafka_addr = listener.local_addr()?;
         config.listen = kafka_addr;
-        let console_listener =
-            TcpListener::bind(config.console).await.with_context(|| format!("binding console {}", config.console))?;
+        let console_listener = TcpListener::bind(config.console)
+            .await
+            .with_context(|| format!("binding console {}", config.console))?;
         let console_addr = console_listener.local_addr()?;
         config.console = console_addr;
 
-        let broker = Arc::new(Broker { config, cluster_id, store, topics, probe: Probe::new() });
+        let broker = Arc::new(Broker {
+            config,
+            cluster_id,
+            store,
+            topics,
+            probe: Probe::new(),
+        });
         let (tx, rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(crate::protocol::serve(listener, broker.clone(), rx.clone())),
@@ -80,7 +92,13 @@ impl Broker {
             tokio::spawn(flush_task(broker.clone(), rx)),
         ];
         tracing::info!(%kafka_addr, %console_addr, cluster_id = %broker.cluster_id, "kairos started");
-        Ok(BrokerHandle { broker, kafka_addr, console_addr, shutdown: tx, tasks })
+        Ok(BrokerHandle {
+            broker,
+            kafka_addr,
+            console_addr,
+            shutdown: tx,
+            tasks,
+        })
     }
 }
 
@@ -122,7 +140,9 @@ async fn retention_task(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                         r.segments_deleted, r.bytes_deleted, r.new_log_start_offset
                     ),
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(topic = %p.topic, partition = p.index, "retention: {e}"),
+                    Err(e) => {
+                        tracing::warn!(topic = %p.topic, partition = p.index, "retention: {e}")
+                    }
                 }
             }
         })

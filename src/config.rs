@@ -132,7 +132,10 @@ impl BrokerConfig {
         if let Some(a) = &self.advertise {
             if let Some((h, p)) = a.rsplit_once(':') {
                 if let Ok(port) = p.parse::<u16>() {
-                    return (h.trim_matches(|c| c == '[' || c == ']').to_string(), port as i32);
+                    return (
+                        h.trim_matches(|c| c == '[' || c == ']').to_string(),
+                        port as i32,
+                    );
                 }
             }
         }

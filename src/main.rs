@@ -12,7 +12,11 @@ use kairos::{Broker, BrokerConfig, FsyncPolicy};
 static ALLOCATOR: kairos::alloc::Allocator = kairos::alloc::Allocator;
 
 #[derive(Parser)]
-#[command(name = "kairos", version, about = "A Kafka-compatible broker with delayed delivery, views and a console")]
+#[command(
+    name = "kairos",
+    version,
+    about = "A Kafka-compatible broker with delayed delivery, views and a console"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,8 +60,11 @@ impl ServeArgs {
     fn into_config(self) -> anyhow::Result<BrokerConfig> {
         let mut cfg = BrokerConfig::default();
         if let Some(path) = &self.config {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            FileConfig::parse(&text).with_context(|| format!("parsing {}", path.display()))?.apply(&mut cfg);
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            FileConfig::parse(&text)
+                .with_context(|| format!("parsing {}", path.display()))?
+                .apply(&mut cfg);
         }
         if let Some(v) = self.listen {
             cfg.listen = v;
@@ -82,7 +89,8 @@ impl ServeArgs {
             cfg.fsync = v;
         }
         for (k, v) in &cfg.topic_defaults {
-            kairos::topics::config::validate(k, v).map_err(|e| anyhow::anyhow!("topic_defaults: {e}"))?;
+            kairos::topics::config::validate(k, v)
+                .map_err(|e| anyhow::anyhow!("topic_defaults: {e}"))?;
         }
         Ok(cfg)
     }
@@ -91,7 +99,8 @@ impl ServeArgs {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KAIROS_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("KAIROS_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -99,7 +108,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let cfg = args.into_config()?;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(serve(cfg))
         }
     }

@@ -14,7 +14,10 @@ pub enum StoreError {
     #[error("metadata store: {0}")]
     Db(#[from] rocksdb::Error),
     #[error("metadata store: bad record under {key}: {source}")]
-    Decode { key: String, source: serde_json::Error },
+    Decode {
+        key: String,
+        source: serde_json::Error,
+    },
 }
 
 pub const CF_CLUSTER: &str = "cluster";
@@ -35,13 +38,17 @@ impl MetaStore {
         opts.set_write_buffer_size(4 << 20);
         opts.set_max_write_buffer_number(2);
         opts.set_keep_log_file_num(3);
-        let cfs = CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let cfs = CFS
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         Ok(MetaStore { db })
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column families are created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
     }
 
     fn synced() -> WriteOptions {
@@ -52,32 +59,46 @@ impl MetaStore {
 
     pub fn put_json<T: Serialize>(&self, cf: &str, key: &str, value: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).expect("serializing plain structs cannot fail");
-        self.db.put_cf_opt(self.cf(cf), key.as_bytes(), bytes, &Self::synced())?;
+        self.db
+            .put_cf_opt(self.cf(cf), key.as_bytes(), bytes, &Self::synced())?;
         Ok(())
     }
 
-    pub fn get_json<T: DeserializeOwned>(&self, cf: &str, key: &str) -> Result<Option<T>, StoreError> {
+    pub fn get_json<T: DeserializeOwned>(
+        &self,
+        cf: &str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         match self.db.get_cf(self.cf(cf), key.as_bytes())? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
-                .map_err(|source| StoreError::Decode { key: key.to_string(), source }),
+                .map_err(|source| StoreError::Decode {
+                    key: key.to_string(),
+                    source,
+                }),
         }
     }
 
     pub fn delete(&self, cf: &str, key: &str) -> Result<(), StoreError> {
-        self.db.delete_cf_opt(self.cf(cf), key.as_bytes(), &Self::synced())?;
+        self.db
+            .delete_cf_opt(self.cf(cf), key.as_bytes(), &Self::synced())?;
         Ok(())
     }
 
     /// Every (key, value) in a column family, in key order.
     pub fn scan_json<T: DeserializeOwned>(&self, cf: &str) -> Result<Vec<(String, T)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(cf), rocksdb::IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(cf), rocksdb::IteratorMode::Start)
+        {
             let (k, v) = item?;
             let key = String::from_utf8_lossy(&k).into_owned();
-            let value = serde_json::from_slice(&v)
-                .map_err(|source| StoreError::Decode { key: key.clone(), source })?;
+            let value = serde_json::from_slice(&v).map_err(|source| StoreError::Decode {
+                key: key.clone(),
+                source,
+            })?;
             out.push((key, value));
         }
         Ok(out)
@@ -134,7 +155,10 @@ mod tests {
         let s = MetaStore::open(dir.path()).unwrap();
         s.put_json(CF_TOPICS, "b", &2u32).unwrap();
         s.put_json(CF_TOPICS, "a", &1u32).unwrap();
-        assert_eq!(s.scan_json::<u32>(CF_TOPICS).unwrap(), vec![("a".into(), 1), ("b".into(), 2)]);
+        assert_eq!(
+            s.scan_json::<u32>(CF_TOPICS).unwrap(),
+            vec![("a".into(), 1), ("b".into(), 2)]
+        );
         s.delete(CF_TOPICS, "a").unwrap();
         assert_eq!(s.get_json::<u32>(CF_TOPICS, "a").unwrap(), None);
     }

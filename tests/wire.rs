@@ -6,7 +6,10 @@ mod common;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+    RequestHeader, ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,7 +24,9 @@ fn frame<R: Encodable>(api: ApiKey, version: i16, correlation_id: i32, req: &R) 
         .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_static_str("wire-test")));
     let mut body = BytesMut::new();
-    header.encode(&mut body, api.request_header_version(version)).unwrap();
+    header
+        .encode(&mut body, api.request_header_version(version))
+        .unwrap();
     req.encode(&mut body, version).unwrap();
     let mut out = BytesMut::new();
     out.put_i32(body.len() as i32);
@@ -31,7 +36,10 @@ fn frame<R: Encodable>(api: ApiKey, version: i16, correlation_id: i32, req: &R) 
 
 async fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
     let mut len = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut len)).await.ok()?.ok()?;
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut len))
+        .await
+        .ok()?
+        .ok()?;
     let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
     s.read_exact(&mut buf).await.ok()?;
     Some(Bytes::from(buf))
@@ -39,7 +47,14 @@ async fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
 
 async fn api_versions_ok(addr: std::net::SocketAddr) -> ApiVersionsResponse {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&frame(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default())).await.unwrap();
+    s.write_all(&frame(
+        ApiKey::ApiVersions,
+        3,
+        1,
+        &ApiVersionsRequest::default(),
+    ))
+    .await
+    .unwrap();
     let mut b = read_frame(&mut s).await.expect("a response");
     let h = ResponseHeader::decode(&mut b, 0).unwrap();
     assert_eq!(h.correlation_id, 1);
@@ -60,7 +75,10 @@ async fn unknown_api_versions_version_falls_back_to_v0_with_the_table() {
     f.put_i16(-1);
     s.write_all(&f).await.unwrap();
     let mut b = read_frame(&mut s).await.unwrap();
-    assert_eq!(ResponseHeader::decode(&mut b, 0).unwrap().correlation_id, 42);
+    assert_eq!(
+        ResponseHeader::decode(&mut b, 0).unwrap().correlation_id,
+        42
+    );
     let r = ApiVersionsResponse::decode(&mut b, 0).unwrap();
     assert_eq!(r.error_code, 35);
     let produce = r.api_keys.iter().find(|k| k.api_key == 0).unwrap();
@@ -76,16 +94,29 @@ async fn pipelined_requests_are_answered_in_order() {
     let mut burst = BytesMut::new();
     for i in 0..20 {
         if i % 2 == 0 {
-            burst.extend_from_slice(&frame(ApiKey::ApiVersions, 3, i, &ApiVersionsRequest::default()));
+            burst.extend_from_slice(&frame(
+                ApiKey::ApiVersions,
+                3,
+                i,
+                &ApiVersionsRequest::default(),
+            ));
         } else {
-            burst.extend_from_slice(&frame(ApiKey::Metadata, 12, i, &MetadataRequest::default().with_topics(None)));
+            burst.extend_from_slice(&frame(
+                ApiKey::Metadata,
+                12,
+                i,
+                &MetadataRequest::default().with_topics(None),
+            ));
         }
     }
     s.write_all(&burst).await.unwrap();
     for i in 0..20 {
         let mut b = read_frame(&mut s).await.unwrap();
         let hv = if i % 2 == 0 { 0 } else { 1 };
-        assert_eq!(ResponseHeader::decode(&mut b, hv).unwrap().correlation_id, i);
+        assert_eq!(
+            ResponseHeader::decode(&mut b, hv).unwrap().correlation_id,
+            i
+        );
         if i % 2 == 1 {
             let m = MetadataResponse::decode(&mut b, 12).unwrap();
             assert_eq!(m.brokers.len(), 1);
@@ -110,9 +141,9 @@ async fn hostile_frames_do_not_disturb_other_clients() {
         seed
     };
     let mut attacks: Vec<Vec<u8>> = vec![
-        vec![0x7f, 0xff, 0xff, 0xff],               // claims 2 GiB
-        vec![0xff, 0xff, 0xff, 0xff],               // negative length
-        vec![0, 0, 0, 3, 1, 2, 3],                  // shorter than a header
+        vec![0x7f, 0xff, 0xff, 0xff], // claims 2 GiB
+        vec![0xff, 0xff, 0xff, 0xff], // negative length
+        vec![0, 0, 0, 3, 1, 2, 3],    // shorter than a header
         {
             // A valid Metadata header whose topic array claims 2^31-1 entries.
             let mut f = BytesMut::new();
@@ -176,8 +207,18 @@ async fn hostile_frames_do_not_disturb_other_clients() {
     assert_eq!(b.get_i32(), 5);
     assert_eq!(b.get_i16(), 35);
 
-    bystander.write_all(&frame(ApiKey::ApiVersions, 3, 9, &ApiVersionsRequest::default())).await.unwrap();
-    let mut b = read_frame(&mut bystander).await.expect("bystander still served");
+    bystander
+        .write_all(&frame(
+            ApiKey::ApiVersions,
+            3,
+            9,
+            &ApiVersionsRequest::default(),
+        ))
+        .await
+        .unwrap();
+    let mut b = read_frame(&mut bystander)
+        .await
+        .expect("bystander still served");
     assert_eq!(ResponseHeader::decode(&mut b, 0).unwrap().correlation_id, 9);
     assert_eq!(api_versions_ok(addr).await.error_code, 0);
     h.shutdown().await;

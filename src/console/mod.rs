@@ -36,12 +36,20 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
-        .fallback(|| async { (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"error": "not found"}))) })
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"error": "not found"})),
+            )
+        })
         .with_state(broker);
     let shutdown = async move {
         let _ = stop.changed().await;
     };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         tracing::error!("console: {e}");
     }
 }
@@ -49,7 +57,10 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
 async fn metrics_text(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     broker.probe.sample_gauges(&broker);
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         prometheus().render(),
     )
 }

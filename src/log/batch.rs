@@ -165,7 +165,10 @@ impl std::fmt::Display for FrameError {
             FrameError::BadLength(l) => write!(f, "invalid batchLength {l}"),
             FrameError::BadMagic(m) => write!(f, "unsupported magic {m} (only v2)"),
             FrameError::BadCrc { stored, computed } => {
-                write!(f, "CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")
+                write!(
+                    f,
+                    "CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                )
             }
         }
     }
@@ -175,14 +178,20 @@ impl std::fmt::Display for FrameError {
 /// size, if the header is there and batchLength is sane. Does not look at the body.
 pub fn frame(buf: &[u8]) -> Result<(BatchHeader, usize), FrameError> {
     let Some(h) = BatchHeader::parse(buf) else {
-        return Err(FrameError::Incomplete { needed: HEADER_LEN, available: buf.len() });
+        return Err(FrameError::Incomplete {
+            needed: HEADER_LEN,
+            available: buf.len(),
+        });
     };
     if h.batch_length < MIN_BATCH_LENGTH {
         return Err(FrameError::BadLength(h.batch_length));
     }
     let size = h.size();
     if buf.len() < size {
-        return Err(FrameError::Incomplete { needed: size, available: buf.len() });
+        return Err(FrameError::Incomplete {
+            needed: size,
+            available: buf.len(),
+        });
     }
     Ok((h, size))
 }
@@ -209,10 +218,16 @@ pub fn check(buf: &[u8]) -> Result<(BatchHeader, usize, CrcParts), FrameError> {
     if h.magic != MAGIC_V2 {
         return Err(FrameError::BadMagic(h.magic));
     }
-    let parts = CrcParts { body: crc32c::crc32c(&buf[HEADER_LEN..size]), body_len: size - HEADER_LEN };
+    let parts = CrcParts {
+        body: crc32c::crc32c(&buf[HEADER_LEN..size]),
+        body_len: size - HEADER_LEN,
+    };
     let computed = crc_with_body(&buf[..size], parts);
     if computed != h.crc {
-        return Err(FrameError::BadCrc { stored: h.crc, computed });
+        return Err(FrameError::BadCrc {
+            stored: h.crc,
+            computed,
+        });
     }
     Ok((h, size, parts))
 }
@@ -224,7 +239,8 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 
 /// Whether the stored CRC matches the batch bytes.
 pub fn verify_crc(batch: &[u8]) -> bool {
-    batch.len() >= HEADER_LEN && BatchHeader::parse(batch).is_some_and(|h| h.crc == compute_crc(batch))
+    batch.len() >= HEADER_LEN
+        && BatchHeader::parse(batch).is_some_and(|h| h.crc == compute_crc(batch))
 }
 
 /// Iterator over whole batches in a buffer: yields `(position, header, size)` and stops
@@ -238,7 +254,11 @@ pub struct Batches<'a> {
 
 impl<'a> Batches<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Batches { buf, pos: 0, error: None }
+        Batches {
+            buf,
+            pos: 0,
+            error: None,
+        }
     }
     /// Position after the last whole batch yielded so far.
     pub fn position(&self) -> usize {
@@ -294,7 +314,9 @@ pub fn validate_producer_records(
     out.offset_count = 0;
     out.record_count = 0;
     if records.is_empty() {
-        return Err(LogError::InvalidRecord("no record batch in the request".into()));
+        return Err(LogError::InvalidRecord(
+            "no record batch in the request".into(),
+        ));
     }
     let mut pos = 0;
     while pos < records.len() {
@@ -302,7 +324,10 @@ pub fn validate_producer_records(
         // Size before CRC: do not hash megabytes we will refuse anyway.
         if let Some(h) = BatchHeader::parse(rest) {
             if h.batch_length >= MIN_BATCH_LENGTH && h.size() > max_batch_bytes as usize {
-                return Err(LogError::MessageTooLarge { size: h.size(), max: max_batch_bytes });
+                return Err(LogError::MessageTooLarge {
+                    size: h.size(),
+                    max: max_batch_bytes,
+                });
             }
         }
         let (h, size, parts) = match check(rest) {
@@ -312,7 +337,11 @@ pub fn validate_producer_records(
                     "batch at byte {pos}: magic {m} is not supported, only v2"
                 )))
             }
-            Err(e) => return Err(LogError::CorruptMessage(format!("batch at byte {pos}: {e}"))),
+            Err(e) => {
+                return Err(LogError::CorruptMessage(format!(
+                    "batch at byte {pos}: {e}"
+                )))
+            }
         };
         if h.record_count <= 0 {
             return Err(LogError::InvalidRecord(format!(
@@ -320,7 +349,9 @@ pub fn validate_producer_records(
                 h.record_count
             )));
         }
-        if h.last_offset_delta < 0 || i64::from(h.record_count) != i64::from(h.last_offset_delta) + 1 {
+        if h.last_offset_delta < 0
+            || i64::from(h.record_count) != i64::from(h.last_offset_delta) + 1
+        {
             return Err(LogError::InvalidRecord(format!(
                 "batch at byte {pos}: record count {} inconsistent with lastOffsetDelta {}",
                 h.record_count, h.last_offset_delta
@@ -346,7 +377,8 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
 
 /// Overwrite partitionLeaderEpoch (outside the CRC).
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
-    batch[POS_PARTITION_LEADER_EPOCH..POS_PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
+    batch[POS_PARTITION_LEADER_EPOCH..POS_PARTITION_LEADER_EPOCH + 4]
+        .copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Mark the batch LogAppendTime with maxTimestamp = `now_ms` and store the new CRC,
@@ -369,7 +401,10 @@ pub(crate) mod tests {
 
     /// A producer-style batch: `n` records with 100-byte values, timestamps `ts0 + i`.
     pub fn make_batch(n: usize, ts0: i64, compression: Compression) -> Vec<u8> {
-        make_batch_ts(&(0..n as i64).map(|i| ts0 + i).collect::<Vec<_>>(), compression)
+        make_batch_ts(
+            &(0..n as i64).map(|i| ts0 + i).collect::<Vec<_>>(),
+            compression,
+        )
     }
 
     /// A producer-style batch with one record per timestamp given.
@@ -395,8 +430,15 @@ pub(crate) mod tests {
             })
             .collect();
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
-            .expect("encode");
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encode");
         buf.to_vec()
     }
 
@@ -438,11 +480,17 @@ pub(crate) mod tests {
         let mut bad_crc = good.clone();
         let last = bad_crc.len() - 1;
         bad_crc[last] ^= 0xff;
-        assert!(matches!(validate_producer_records(&bad_crc, 1 << 20, false, &mut v), Err(LogError::CorruptMessage(_))));
+        assert!(matches!(
+            validate_producer_records(&bad_crc, 1 << 20, false, &mut v),
+            Err(LogError::CorruptMessage(_))
+        ));
 
         let mut bad_magic = good.clone();
         bad_magic[POS_MAGIC] = 1;
-        assert!(matches!(validate_producer_records(&bad_magic, 1 << 20, false, &mut v), Err(LogError::InvalidRecord(_))));
+        assert!(matches!(
+            validate_producer_records(&bad_magic, 1 << 20, false, &mut v),
+            Err(LogError::InvalidRecord(_))
+        ));
 
         assert!(matches!(
             validate_producer_records(&good, 10, false, &mut v),
@@ -451,19 +499,31 @@ pub(crate) mod tests {
 
         let mut trailing = good.clone();
         trailing.extend_from_slice(&[0, 1, 2]);
-        assert!(matches!(validate_producer_records(&trailing, 1 << 20, false, &mut v), Err(LogError::CorruptMessage(_))));
+        assert!(matches!(
+            validate_producer_records(&trailing, 1 << 20, false, &mut v),
+            Err(LogError::CorruptMessage(_))
+        ));
 
         let truncated = &good[..good.len() - 1];
-        assert!(matches!(validate_producer_records(truncated, 1 << 20, false, &mut v), Err(LogError::CorruptMessage(_))));
+        assert!(matches!(
+            validate_producer_records(truncated, 1 << 20, false, &mut v),
+            Err(LogError::CorruptMessage(_))
+        ));
 
         // recordCount disagreeing with lastOffsetDelta, CRC fixed up so only that is wrong.
         let mut bad_count = good.clone();
         bad_count[POS_RECORD_COUNT..POS_RECORD_COUNT + 4].copy_from_slice(&5i32.to_be_bytes());
         let crc = compute_crc(&bad_count);
         bad_count[POS_CRC..POS_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        assert!(matches!(validate_producer_records(&bad_count, 1 << 20, false, &mut v), Err(LogError::InvalidRecord(_))));
+        assert!(matches!(
+            validate_producer_records(&bad_count, 1 << 20, false, &mut v),
+            Err(LogError::InvalidRecord(_))
+        ));
 
-        assert!(matches!(validate_producer_records(&[], 1 << 20, false, &mut v), Err(LogError::InvalidRecord(_))));
+        assert!(matches!(
+            validate_producer_records(&[], 1 << 20, false, &mut v),
+            Err(LogError::InvalidRecord(_))
+        ));
     }
 
     #[test]
@@ -475,6 +535,9 @@ pub(crate) mod tests {
         assert_eq!(it.next().map(|(p, _, s)| (p, s)), Some((0, one)));
         assert!(it.next().is_none());
         assert_eq!(it.position(), one);
-        assert!(matches!(it.stopped_at(), Some(FrameError::Incomplete { .. })));
+        assert!(matches!(
+            it.stopped_at(),
+            Some(FrameError::Incomplete { .. })
+        ));
     }
 }

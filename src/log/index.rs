@@ -43,8 +43,19 @@ pub(crate) struct IndexFile {
 impl IndexFile {
     /// Create (or truncate) an empty index preallocated to `max_bytes`.
     pub fn create(path: &Path, entry_size: usize, max_bytes: u32) -> io::Result<IndexFile> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
-        let mut idx = IndexFile { file, map: None, entry_size, entries: 0, capacity: 0 };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        let mut idx = IndexFile {
+            file,
+            map: None,
+            entry_size,
+            entries: 0,
+            capacity: 0,
+        };
         idx.resize(max_bytes)?;
         Ok(idx)
     }
@@ -59,11 +70,19 @@ impl IndexFile {
         };
         let len = file.metadata()?.len() as usize;
         if !len.is_multiple_of(entry_size) {
-            return Ok(Some(Err(format!("length {len} is not a multiple of {entry_size}"))));
+            return Ok(Some(Err(format!(
+                "length {len} is not a multiple of {entry_size}"
+            ))));
         }
         let map = map_file(&file, len)?;
         let entries = len / entry_size;
-        Ok(Some(Ok(IndexFile { file, map, entry_size, entries, capacity: entries })))
+        Ok(Some(Ok(IndexFile {
+            file,
+            map,
+            entry_size,
+            entries,
+            capacity: entries,
+        })))
     }
 
     /// Remap with room for `max_bytes / entry_size` entries (never below the used entries).
@@ -130,7 +149,6 @@ impl IndexFile {
     fn clear(&mut self) {
         self.entries = 0;
     }
-
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -188,7 +206,9 @@ impl OffsetIndex {
         for i in 0..self.0.entries() {
             let (rel, pos) = self.get(i);
             if u64::from(pos) >= log_size {
-                return Err(format!("entry {i} points at byte {pos} beyond the log size {log_size}"));
+                return Err(format!(
+                    "entry {i} points at byte {pos} beyond the log size {log_size}"
+                ));
             }
             if let Some((pr, pp)) = prev {
                 if rel <= pr || pos <= pp {
@@ -285,7 +305,12 @@ mod tests {
         assert_eq!(idx.lookup(1000), Some((100, 10_000)));
         idx.0.trim_and_sync().unwrap();
         drop(idx);
-        let idx = OffsetIndex(IndexFile::load(&p, OFFSET_ENTRY_SIZE).unwrap().unwrap().unwrap());
+        let idx = OffsetIndex(
+            IndexFile::load(&p, OFFSET_ENTRY_SIZE)
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
         assert_eq!(idx.0.entries(), 10);
         idx.sanity_check(10_001).unwrap();
         assert!(idx.sanity_check(10_000).is_err());

@@ -35,7 +35,12 @@ pub struct StdBackend;
 
 impl Backend for StdBackend {
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn SegmentFile>> {
-        let f = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
         Ok(Box::new(StdFile(f)))
     }
 }
@@ -98,7 +103,10 @@ pub(crate) mod faults {
 
     impl Backend for FaultyBackend {
         fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn SegmentFile>> {
-            Ok(Box::new(FaultyFile { inner: StdBackend.open(path, create)?, faults: self.0.clone() }))
+            Ok(Box::new(FaultyFile {
+                inner: StdBackend.open(path, create)?,
+                faults: self.0.clone(),
+            }))
         }
     }
 

@@ -242,7 +242,11 @@ impl PartitionLog {
     /// segment: scan every batch, check framing and CRC, truncate a torn/corrupt tail,
     /// rebuild its indexes. Missing or inconsistent indexes of older segments are rebuilt
     /// in either case. Logs what it repaired.
-    pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool) -> Result<(PartitionLog, RecoveryReport), LogError> {
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        clean_shutdown: bool,
+    ) -> Result<(PartitionLog, RecoveryReport), LogError> {
         Self::open_with_backend(dir, config, clean_shutdown, io::default_backend())
     }
 
@@ -256,7 +260,11 @@ impl PartitionLog {
     ) -> Result<(PartitionLog, RecoveryReport), LogError> {
         let config = config.normalized();
         let loaded = recovery::load(dir, &config, clean_shutdown, &*backend)?;
-        let active = loaded.segments.last().expect("load returns at least one segment").clone();
+        let active = loaded
+            .segments
+            .last()
+            .expect("load returns at least one segment")
+            .clone();
         let leo = active.next_offset();
         let size: u64 = loaded.segments.iter().map(|s| s.size()).sum();
         let report = loaded.report;
@@ -301,18 +309,35 @@ impl PartitionLog {
 
     /// Like [`PartitionLog::append`] but accepts control batches (transaction markers
     /// written by the transaction coordinator).
-    pub fn append_as_coordinator(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+    pub fn append_as_coordinator(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         self.append_inner(records, now_ms, true)
     }
 
-    fn append_inner(&self, records: &[u8], now_ms: i64, allow_control: bool) -> Result<AppendInfo, LogError> {
+    fn append_inner(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+        allow_control: bool,
+    ) -> Result<AppendInfo, LogError> {
         let mut guard = self.writer.lock();
         self.check_writable(&guard)?;
         let w = &mut *guard;
         if records.len() > i32::MAX as usize {
-            return Err(LogError::MessageTooLarge { size: records.len(), max: w.config.max_message_bytes });
+            return Err(LogError::MessageTooLarge {
+                size: records.len(),
+                max: w.config.max_message_bytes,
+            });
         }
-        batch::validate_producer_records(records, w.config.max_message_bytes, allow_control, &mut w.validated)?;
+        batch::validate_producer_records(
+            records,
+            w.config.max_message_bytes,
+            allow_control,
+            &mut w.validated,
+        )?;
         if w.config.timestamp_type == TimestampType::CreateTime {
             check_timestamps(&w.validated, &w.config, now_ms)?;
         }
@@ -344,7 +369,10 @@ impl PartitionLog {
         let seg = w.active.clone();
         let pos = seg.size();
         if let Err(e) = seg.file.write_all_at(&w.scratch, pos) {
-            return Err(self.fail(format!("write to {} at byte {pos}: {e}", seg.log_path().display())));
+            return Err(self.fail(format!(
+                "write to {} at byte {pos}: {e}",
+                seg.log_path().display()
+            )));
         }
         let interval = w.config.index_interval_bytes;
         {
@@ -357,7 +385,8 @@ impl PartitionLog {
             // entries then loads a size that covers them.
             seg.publish_size(pos + records.len() as u64);
         }
-        self.size_bytes.fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.size_bytes
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
         self.leo.store(next, Ordering::Release);
         let record_count = w.validated.record_count;
         if w.scratch.capacity() > SCRATCH_KEEP_BYTES {
@@ -383,7 +412,9 @@ impl PartitionLog {
         }
         let st = seg.state.read();
         size + len as u64 > w.config.segment_bytes
-            || st.created_ms.is_some_and(|t| now_ms - t > w.config.segment_ms)
+            || st
+                .created_ms
+                .is_some_and(|t| now_ms - t > w.config.segment_ms)
             || st.offset_index.is_full()
             || st.time_index.is_full()
             || last_offset - seg.base_offset > i64::from(i32::MAX)
@@ -393,10 +424,22 @@ impl PartitionLog {
     /// `base_offset`. Writer only.
     fn roll(&self, w: &mut Writer, base_offset: i64) -> Result<(), LogError> {
         let old = w.active.clone();
-        old.seal().map_err(|e| self.fail(format!("seal segment {}: {e}", old.log_path().display())))?;
-        let seg = Segment::create(&self.dir, base_offset, &*self.backend, w.config.index_max_bytes)
-            .map_err(|e| self.fail(format!("create segment {base_offset} in {}: {e}", self.dir.display())))?;
-        io::sync_dir(&self.dir).map_err(|e| self.fail(format!("fsync dir {}: {e}", self.dir.display())))?;
+        old.seal()
+            .map_err(|e| self.fail(format!("seal segment {}: {e}", old.log_path().display())))?;
+        let seg = Segment::create(
+            &self.dir,
+            base_offset,
+            &*self.backend,
+            w.config.index_max_bytes,
+        )
+        .map_err(|e| {
+            self.fail(format!(
+                "create segment {base_offset} in {}: {e}",
+                self.dir.display()
+            ))
+        })?;
+        io::sync_dir(&self.dir)
+            .map_err(|e| self.fail(format!("fsync dir {}: {e}", self.dir.display())))?;
         let seg = Arc::new(seg);
         self.segments.write().push(seg.clone());
         w.active = seg;
@@ -408,19 +451,33 @@ impl PartitionLog {
     /// except that the first batch is always whole (KIP-74), only batches whose last offset
     /// < `upper_offset`, all from one segment. `offset == LEO` -> empty;
     /// `offset < log start` or `> LEO` -> `OffsetOutOfRange`.
-    pub fn read(&self, offset: i64, max_bytes: usize, upper_offset: i64) -> Result<ReadResult, LogError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper_offset: i64,
+    ) -> Result<ReadResult, LogError> {
         let leo = self.leo.load(Ordering::Acquire);
         let start = self.log_start.load(Ordering::Acquire);
-        let result = |bytes| ReadResult { bytes, high_watermark: leo, log_start_offset: start };
+        let result = |bytes| ReadResult {
+            bytes,
+            high_watermark: leo,
+            log_start_offset: start,
+        };
         // Never past the end published when this read started.
         let upper_offset = upper_offset.min(leo);
         if offset < start || offset > leo {
-            return Err(LogError::OffsetOutOfRange { offset, start, end: leo });
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start,
+                end: leo,
+            });
         }
         if offset == leo || offset >= upper_offset {
             return Ok(result(Bytes::new()));
         }
-        let slack = self.index_interval_bytes.load(Ordering::Relaxed) as usize + 2 * batch::HEADER_LEN;
+        let slack =
+            self.index_interval_bytes.load(Ordering::Relaxed) as usize + 2 * batch::HEADER_LEN;
         let mut seg = self.segment_for(offset);
         while let Some(s) = seg {
             match s.read(offset, max_bytes, upper_offset, slack) {
@@ -432,7 +489,11 @@ impl PartitionLog {
         // Offsets below the first segment: retention removed them while we looked.
         let start = self.log_start.load(Ordering::Acquire);
         if offset < start {
-            return Err(LogError::OffsetOutOfRange { offset, start, end: leo });
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start,
+                end: leo,
+            });
         }
         Ok(result(Bytes::new()))
     }
@@ -488,13 +549,20 @@ impl PartitionLog {
         for seg in self.segments_snapshot() {
             let below = {
                 let st = seg.state.read();
-                if st.max_timestamp == NO_TIMESTAMP || st.max_timestamp < ts || st.next_offset <= start {
+                if st.max_timestamp == NO_TIMESTAMP
+                    || st.max_timestamp < ts
+                    || st.next_offset <= start
+                {
                     continue;
                 }
-                st.time_index.lookup_below(ts).map(|(_, rel)| seg.base_offset + i64::from(rel))
+                st.time_index
+                    .lookup_below(ts)
+                    .map(|(_, rel)| seg.base_offset + i64::from(rel))
             };
             // Both are positions of batches at or before the answer.
-            let from = below.map_or(0, |o| seg.position_for(o)).max(seg.position_for(start));
+            let from = below
+                .map_or(0, |o| seg.position_for(o))
+                .max(seg.position_for(start));
             let mut found = Ok(None);
             seg.scan(from, seg.size(), |_, h, bytes| {
                 if h.last_offset() < start || h.max_timestamp < ts {
@@ -528,8 +596,12 @@ impl PartitionLog {
                 best = Some((seg, ts, off));
             }
         }
-        let Some((seg, ts, off)) = best else { return Ok(None) };
-        let batch = seg.find_batch(off).map_err(|e| LogError::Storage(e.to_string()))?;
+        let Some((seg, ts, off)) = best else {
+            return Ok(None);
+        };
+        let batch = seg
+            .find_batch(off)
+            .map_err(|e| LogError::Storage(e.to_string()))?;
         if let Some((_, h, bytes)) = batch {
             if let Some(hit) = first_record_matching(&h, &bytes, i64::MIN, |t| t == ts)? {
                 return Ok(Some(hit));
@@ -546,13 +618,21 @@ impl PartitionLog {
         self.check_writable(&w)?;
         let (start, hw) = (self.log_start_offset(), self.high_watermark());
         if offset < 0 || offset > hw {
-            return Err(LogError::OffsetOutOfRange { offset, start, end: hw });
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start,
+                end: hw,
+            });
         }
         if offset <= start {
             return Ok(start);
         }
-        recovery::write_log_start(&self.dir, offset)
-            .map_err(|e| self.fail(format!("persist log start offset in {}: {e}", self.dir.display())))?;
+        recovery::write_log_start(&self.dir, offset).map_err(|e| {
+            self.fail(format!(
+                "persist log start offset in {}: {e}",
+                self.dir.display()
+            ))
+        })?;
         self.log_start.store(offset, Ordering::Release);
         let n = self.segments_below_log_start();
         self.delete_oldest(&mut w, n)?;
@@ -564,7 +644,9 @@ impl PartitionLog {
     fn segments_below_log_start(&self) -> usize {
         let start = self.log_start_offset();
         let segs = self.segments.read();
-        segs.windows(2).take_while(|p| p[1].base_offset <= start).count()
+        segs.windows(2)
+            .take_while(|p| p[1].base_offset <= start)
+            .count()
     }
 
     /// Drop the `n` oldest segments (never the active one). Writer only.
@@ -585,10 +667,12 @@ impl PartitionLog {
         let mut bytes = 0;
         for seg in &removed {
             bytes += seg.size();
-            seg.delete_files()
-                .map_err(|e| self.fail(format!("delete segment {}: {e}", seg.log_path().display())))?;
+            seg.delete_files().map_err(|e| {
+                self.fail(format!("delete segment {}: {e}", seg.log_path().display()))
+            })?;
         }
-        io::sync_dir(&self.dir).map_err(|e| self.fail(format!("fsync dir {}: {e}", self.dir.display())))?;
+        io::sync_dir(&self.dir)
+            .map_err(|e| self.fail(format!("fsync dir {}: {e}", self.dir.display())))?;
         self.size_bytes.fetch_sub(bytes, Ordering::Relaxed);
         Ok((removed.len(), bytes))
     }
@@ -608,7 +692,11 @@ impl PartitionLog {
                 .iter()
                 .take_while(|s| {
                     let ts = s.state.read().max_timestamp;
-                    let ts = if ts < 0 { s.modified_ms().unwrap_or(now_ms) } else { ts };
+                    let ts = if ts < 0 {
+                        s.modified_ms().unwrap_or(now_ms)
+                    } else {
+                        ts
+                    };
                     now_ms - ts > w.config.retention_ms
                 })
                 .count()
@@ -638,14 +726,19 @@ impl PartitionLog {
                 "retention deleted segments"
             );
         }
-        Ok(RetentionReport { segments_deleted, bytes_deleted, new_log_start_offset: self.log_start_offset() })
+        Ok(RetentionReport {
+            segments_deleted,
+            bytes_deleted,
+            new_log_start_offset: self.log_start_offset(),
+        })
     }
 
     /// Replace the config. Index sizes apply from the next segment on.
     pub fn set_config(&self, config: LogConfig) {
         let config = config.normalized();
         let mut w = self.writer.lock();
-        self.index_interval_bytes.store(config.index_interval_bytes, Ordering::Relaxed);
+        self.index_interval_bytes
+            .store(config.index_interval_bytes, Ordering::Relaxed);
         w.config = config;
     }
 
@@ -720,10 +813,14 @@ impl PartitionLog {
             return Ok(());
         }
         self.check_failed()?;
-        w.active
-            .seal()
-            .map_err(|e| self.fail(format!("close segment {}: {e}", w.active.log_path().display())))?;
-        self.durable.fetch_max(self.log_end_offset(), Ordering::AcqRel);
+        w.active.seal().map_err(|e| {
+            self.fail(format!(
+                "close segment {}: {e}",
+                w.active.log_path().display()
+            ))
+        })?;
+        self.durable
+            .fetch_max(self.log_end_offset(), Ordering::AcqRel);
         w.closed = true;
         tracing::info!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), "log closed");
         Ok(())
@@ -732,7 +829,9 @@ impl PartitionLog {
     fn check_failed(&self) -> Result<(), LogError> {
         if self.failed.load(Ordering::Acquire) {
             let why = self.failure.get().map_or("unknown", String::as_str);
-            return Err(LogError::Storage(format!("partition log failed earlier ({why}); reopen required")));
+            return Err(LogError::Storage(format!(
+                "partition log failed earlier ({why}); reopen required"
+            )));
         }
         Ok(())
     }
@@ -740,7 +839,10 @@ impl PartitionLog {
     fn check_writable(&self, w: &Writer) -> Result<(), LogError> {
         self.check_failed()?;
         if w.closed {
-            return Err(LogError::Storage(format!("log {} is closed", self.dir.display())));
+            return Err(LogError::Storage(format!(
+                "log {} is closed",
+                self.dir.display()
+            )));
         }
         Ok(())
     }
@@ -764,7 +866,9 @@ fn check_timestamps(v: &batch::Validated, c: &LogConfig, now_ms: i64) -> Result<
                 h.max_timestamp, c.timestamp_after_max_ms
             )));
         }
-        if h.base_timestamp >= 0 && h.base_timestamp < now_ms.saturating_sub(c.timestamp_before_max_ms) {
+        if h.base_timestamp >= 0
+            && h.base_timestamp < now_ms.saturating_sub(c.timestamp_before_max_ms)
+        {
             return Err(LogError::InvalidTimestamp(format!(
                 "timestamp {} is more than message.timestamp.before.max.ms={} behind the broker time {now_ms}",
                 h.base_timestamp, c.timestamp_before_max_ms
@@ -787,8 +891,12 @@ fn first_record_matching(
         return Ok(pred(h.max_timestamp).then(|| (h.base_offset.max(min_offset), h.max_timestamp)));
     }
     let mut buf = Bytes::copy_from_slice(bytes);
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| LogError::CorruptMessage(format!("decoding stored batch at offset {}: {e}", h.base_offset)))?;
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| {
+        LogError::CorruptMessage(format!(
+            "decoding stored batch at offset {}: {e}",
+            h.base_offset
+        ))
+    })?;
     Ok(set
         .records
         .iter()

@@ -40,10 +40,19 @@ fn parse_segment_name(name: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
-pub(crate) fn load(dir: &Path, config: &LogConfig, clean: bool, backend: &dyn Backend) -> Result<Loaded, LogError> {
+pub(crate) fn load(
+    dir: &Path,
+    config: &LogConfig,
+    clean: bool,
+    backend: &dyn Backend,
+) -> Result<Loaded, LogError> {
     let started = Instant::now();
     fs::create_dir_all(dir).map_err(|e| storage("create log dir", dir, e))?;
-    let mut report = RecoveryReport { dir: dir.to_owned(), clean_shutdown: clean, ..Default::default() };
+    let mut report = RecoveryReport {
+        dir: dir.to_owned(),
+        clean_shutdown: clean,
+        ..Default::default()
+    };
 
     let mut bases = Vec::new();
     let mut others = Vec::new();
@@ -97,7 +106,8 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, clean: bool, backend: &dyn Ba
             "log start offset is past the recovered log end; deleting all segments and restarting at the log start"
         );
         for seg in segments.drain(..) {
-            seg.delete_files().map_err(|e| storage("delete segment", &seg.log_path(), e))?;
+            seg.delete_files()
+                .map_err(|e| storage("delete segment", &seg.log_path(), e))?;
         }
         segments.push(Arc::new(create_segment(dir, log_start, config, backend)?));
         log_end = log_start;
@@ -105,19 +115,32 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, clean: bool, backend: &dyn Ba
         log_start = log_start.min(log_end);
     }
     let active = segments.last().expect("non-empty");
-    active.activate(config.index_max_bytes).map_err(|e| storage("map indexes of", &active.log_path(), e))?;
+    active
+        .activate(config.index_max_bytes)
+        .map_err(|e| storage("map indexes of", &active.log_path(), e))?;
     // Whatever survived is made durable now, so the durable offset starts at the log end.
-    active.sync().map_err(|e| storage("fsync", &active.log_path(), e))?;
+    active
+        .sync()
+        .map_err(|e| storage("fsync", &active.log_path(), e))?;
     sync_dir(dir).map_err(|e| storage("fsync dir", dir, e))?;
 
     report.segments_opened = segments.len();
     report.log_start_offset = log_start;
     report.log_end_offset = log_end;
     report.duration_ms = started.elapsed().as_millis() as u64;
-    Ok(Loaded { segments, log_start, report })
+    Ok(Loaded {
+        segments,
+        log_start,
+        report,
+    })
 }
 
-fn create_segment(dir: &Path, base: i64, config: &LogConfig, backend: &dyn Backend) -> Result<Segment, LogError> {
+fn create_segment(
+    dir: &Path,
+    base: i64,
+    config: &LogConfig,
+    backend: &dyn Backend,
+) -> Result<Segment, LogError> {
     let seg = Segment::create(dir, base, backend, config.index_max_bytes)
         .map_err(|e| storage("create segment", &dir.join(file_name(base, "log")), e))?;
     sync_dir(dir).map_err(|e| storage("fsync dir", dir, e))?;
@@ -126,14 +149,25 @@ fn create_segment(dir: &Path, base: i64, config: &LogConfig, backend: &dyn Backe
 
 /// Open a data file and load its two indexes as they are on disk (`None` per index when
 /// missing or malformed, with the reason logged).
-type OpenedFiles = (Box<dyn super::io::SegmentFile>, u64, Option<OffsetIndex>, Option<TimeIndex>);
+type OpenedFiles = (
+    Box<dyn super::io::SegmentFile>,
+    u64,
+    Option<OffsetIndex>,
+    Option<TimeIndex>,
+);
 
 fn open_files(dir: &Path, base: i64, backend: &dyn Backend) -> Result<OpenedFiles, LogError> {
     let log_path = dir.join(file_name(base, "log"));
-    let file = backend.open(&log_path, false).map_err(|e| storage("open", &log_path, e))?;
+    let file = backend
+        .open(&log_path, false)
+        .map_err(|e| storage("open", &log_path, e))?;
     let size = file.file_len().map_err(|e| storage("stat", &log_path, e))?;
     if size > u64::from(u32::MAX) {
-        return Err(storage("open", &log_path, format!("segment of {size} bytes exceeds the 4 GiB position limit")));
+        return Err(storage(
+            "open",
+            &log_path,
+            format!("segment of {size} bytes exceeds the 4 GiB position limit"),
+        ));
     }
     let load = |path: std::path::PathBuf, entry_size| -> Result<Option<IndexFile>, LogError> {
         match IndexFile::load(&path, entry_size).map_err(|e| storage("open index", &path, e))? {
@@ -153,25 +187,37 @@ fn open_files(dir: &Path, base: i64, backend: &dyn Backend) -> Result<OpenedFile
     let offset_index = offset_index.and_then(|idx| match idx.sanity_check(size) {
         Ok(()) => Some(idx),
         Err(why) => {
-            tracing::warn!(segment = base, "offset index inconsistent ({why}); rebuilding");
+            tracing::warn!(
+                segment = base,
+                "offset index inconsistent ({why}); rebuilding"
+            );
             None
         }
     });
     let time_index = time_index.and_then(|idx| match idx.sanity_check() {
         Ok(()) => Some(idx),
         Err(why) => {
-            tracing::warn!(segment = base, "time index inconsistent ({why}); rebuilding");
+            tracing::warn!(
+                segment = base,
+                "time index inconsistent ({why}); rebuilding"
+            );
             None
         }
     });
     Ok((file, size, offset_index, time_index))
 }
 
-fn fresh_indexes(dir: &Path, base: i64, config: &LogConfig) -> Result<(OffsetIndex, TimeIndex), LogError> {
+fn fresh_indexes(
+    dir: &Path,
+    base: i64,
+    config: &LogConfig,
+) -> Result<(OffsetIndex, TimeIndex), LogError> {
     let p = Segment::index_path(dir, base);
-    let oi = IndexFile::create(&p, OFFSET_ENTRY_SIZE, config.index_max_bytes).map_err(|e| storage("create", &p, e))?;
+    let oi = IndexFile::create(&p, OFFSET_ENTRY_SIZE, config.index_max_bytes)
+        .map_err(|e| storage("create", &p, e))?;
     let p = Segment::time_index_path(dir, base);
-    let ti = IndexFile::create(&p, TIME_ENTRY_SIZE, config.index_max_bytes).map_err(|e| storage("create", &p, e))?;
+    let ti = IndexFile::create(&p, TIME_ENTRY_SIZE, config.index_max_bytes)
+        .map_err(|e| storage("create", &p, e))?;
     Ok((OffsetIndex(oi), TimeIndex(ti)))
 }
 
@@ -204,10 +250,16 @@ fn open_sealed(
     if end < size {
         // Data of a sealed segment is not cut: it was fsynced at roll, and cutting the
         // middle of the log would lose acknowledged records. Reads past `end` will fail.
-        tracing::error!(segment = base, valid_bytes = end, size, "sealed segment has corrupt data; indexed up to the corruption");
+        tracing::error!(
+            segment = base,
+            valid_bytes = end,
+            size,
+            "sealed segment has corrupt data; indexed up to the corruption"
+        );
     }
     seg.state.write().next_offset = next_base;
-    seg.seal().map_err(|e| storage("seal", &seg.log_path(), e))?;
+    seg.seal()
+        .map_err(|e| storage("seal", &seg.log_path(), e))?;
     report.indexes_rebuilt += 2;
     Ok(seg)
 }
@@ -230,7 +282,10 @@ fn open_active(
             if tail_after_clean_shutdown(&seg, config)? {
                 return Ok(seg);
             }
-            tracing::warn!(segment = base, "clean shutdown recorded but the segment tail does not frame; recovering it");
+            tracing::warn!(
+                segment = base,
+                "clean shutdown recorded but the segment tail does not frame; recovering it"
+            );
             seg.into_file()
         }
         (_, oi, ti) => {
@@ -245,9 +300,18 @@ fn open_active(
     report.segments_recovered += 1;
     report.indexes_rebuilt += 2;
     if end < size {
-        tracing::warn!(segment = base, valid_bytes = end, truncated_bytes = size - end, "truncating torn or corrupt tail");
-        seg.file.set_len(end).map_err(|e| storage("truncate", &seg.log_path(), e))?;
-        seg.file.sync_data().map_err(|e| storage("fsync", &seg.log_path(), e))?;
+        tracing::warn!(
+            segment = base,
+            valid_bytes = end,
+            truncated_bytes = size - end,
+            "truncating torn or corrupt tail"
+        );
+        seg.file
+            .set_len(end)
+            .map_err(|e| storage("truncate", &seg.log_path(), e))?;
+        seg.file
+            .sync_data()
+            .map_err(|e| storage("fsync", &seg.log_path(), e))?;
         seg.publish_size(end);
         report.bytes_truncated += size - end;
     }
@@ -256,7 +320,11 @@ fn open_active(
 
 /// Scan every batch of `seg` (framing, magic, CRC, offsets increasing), rebuilding its
 /// indexes and bookkeeping; returns the end of the valid prefix.
-fn rebuild(seg: &Segment, config: &LogConfig, report: &mut RecoveryReport) -> Result<u64, LogError> {
+fn rebuild(
+    seg: &Segment,
+    config: &LogConfig,
+    report: &mut RecoveryReport,
+) -> Result<u64, LogError> {
     let mut st = seg.state.write();
     st.reset(seg.base_offset);
     let mut problem: Option<String> = None;
@@ -267,7 +335,12 @@ fn rebuild(seg: &Segment, config: &LogConfig, report: &mut RecoveryReport) -> Re
                 return ControlFlow::Break(());
             }
             if h.base_offset < st.next_offset || h.last_offset_delta < 0 {
-                problem = Some(format!("batch offsets [{}, {}] not after {}", h.base_offset, h.last_offset(), st.next_offset));
+                problem = Some(format!(
+                    "batch offsets [{}, {}] not after {}",
+                    h.base_offset,
+                    h.last_offset(),
+                    st.next_offset
+                ));
                 return ControlFlow::Break(());
             }
             if st.created_ms.is_none() {
@@ -282,7 +355,11 @@ fn rebuild(seg: &Segment, config: &LogConfig, report: &mut RecoveryReport) -> Re
         problem = Some(e.to_string());
     }
     if let Some(why) = problem {
-        tracing::warn!(segment = seg.base_offset, at_byte = end.pos, "log scan stopped: {why}");
+        tracing::warn!(
+            segment = seg.base_offset,
+            at_byte = end.pos,
+            "log scan stopped: {why}"
+        );
     }
     Ok(end.pos)
 }
@@ -292,12 +369,15 @@ fn rebuild(seg: &Segment, config: &LogConfig, report: &mut RecoveryReport) -> Re
 /// Returns false when the tail does not frame (the caller then recovers the segment).
 fn tail_after_clean_shutdown(seg: &Segment, config: &LogConfig) -> Result<bool, LogError> {
     // Make room for appends before on_batch may add entries.
-    seg.activate(config.index_max_bytes).map_err(|e| storage("map indexes of", &seg.log_path(), e))?;
+    seg.activate(config.index_max_bytes)
+        .map_err(|e| storage("map indexes of", &seg.log_path(), e))?;
     let mut st = seg.state.write();
     let (from, from_offset) = st
         .offset_index
         .last()
-        .map_or((0, seg.base_offset), |(rel, pos)| (u64::from(pos), seg.base_offset + i64::from(rel)));
+        .map_or((0, seg.base_offset), |(rel, pos)| {
+            (u64::from(pos), seg.base_offset + i64::from(rel))
+        });
     if let Some((ts, rel)) = st.time_index.last() {
         st.max_timestamp = ts;
         st.offset_of_max_timestamp = seg.base_offset + i64::from(rel);
@@ -307,7 +387,10 @@ fn tail_after_clean_shutdown(seg: &Segment, config: &LogConfig) -> Result<bool, 
     let mut first = from > 0;
     let end = seg
         .scan(from, seg.size(), |pos, h, _| {
-            if h.magic != batch::MAGIC_V2 || h.base_offset < st.next_offset || (first && h.base_offset != from_offset) {
+            if h.magic != batch::MAGIC_V2
+                || h.base_offset < st.next_offset
+                || (first && h.base_offset != from_offset)
+            {
                 bad = true;
                 return ControlFlow::Break(());
             }
@@ -321,7 +404,10 @@ fn tail_after_clean_shutdown(seg: &Segment, config: &LogConfig) -> Result<bool, 
     }
     if seg.size() > 0 {
         let mut head = [0u8; batch::HEADER_LEN];
-        let n = seg.file.read_at(&mut head, 0).map_err(|e| storage("read", &seg.log_path(), e))?;
+        let n = seg
+            .file
+            .read_at(&mut head, 0)
+            .map_err(|e| storage("read", &seg.log_path(), e))?;
         st.created_ms = BatchHeader::parse(&head[..n]).map(|h| h.max_timestamp);
     }
     if st.max_timestamp == NO_TIMESTAMP && seg.size() > 0 {
@@ -347,7 +433,9 @@ pub(crate) fn read_log_start(dir: &Path) -> Result<Option<i64>, LogError> {
         tracing::warn!(path = %path.display(), "log start offset file fails its CRC; ignoring it");
         return Ok(None);
     }
-    Ok(Some(i64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes"))))
+    Ok(Some(i64::from_be_bytes(
+        bytes[4..12].try_into().expect("8 bytes"),
+    )))
 }
 
 /// Persist the log start offset: write a temp file, fsync it, rename over the old one,

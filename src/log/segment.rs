@@ -58,7 +58,8 @@ impl SegState {
             let rel = (h.base_offset - base_offset) as u32;
             self.offset_index.append(rel, pos);
             let rel_max = (self.offset_of_max_timestamp - base_offset) as u32;
-            self.time_index.maybe_append(self.max_timestamp, rel_max, false);
+            self.time_index
+                .maybe_append(self.max_timestamp, rel_max, false);
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += h.size() as u64;
@@ -107,14 +108,32 @@ impl Segment {
     }
 
     /// A new, empty segment with preallocated indexes (any old files of that name are replaced).
-    pub fn create(dir: &Path, base_offset: i64, backend: &dyn Backend, index_max_bytes: u32) -> io::Result<Segment> {
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        backend: &dyn Backend,
+        index_max_bytes: u32,
+    ) -> io::Result<Segment> {
         let file = backend.open(&dir.join(file_name(base_offset, "log")), true)?;
         file.set_len(0)?;
-        let offset_index =
-            OffsetIndex(IndexFile::create(&Self::index_path(dir, base_offset), OFFSET_ENTRY_SIZE, index_max_bytes)?);
-        let time_index =
-            TimeIndex(IndexFile::create(&Self::time_index_path(dir, base_offset), TIME_ENTRY_SIZE, index_max_bytes)?);
-        Ok(Segment::assemble(dir, base_offset, file, 0, offset_index, time_index))
+        let offset_index = OffsetIndex(IndexFile::create(
+            &Self::index_path(dir, base_offset),
+            OFFSET_ENTRY_SIZE,
+            index_max_bytes,
+        )?);
+        let time_index = TimeIndex(IndexFile::create(
+            &Self::time_index_path(dir, base_offset),
+            TIME_ENTRY_SIZE,
+            index_max_bytes,
+        )?);
+        Ok(Segment::assemble(
+            dir,
+            base_offset,
+            file,
+            0,
+            offset_index,
+            time_index,
+        ))
     }
 
     pub fn assemble(
@@ -169,14 +188,24 @@ impl Segment {
             return 0;
         }
         let rel = (offset - self.base_offset).min(i64::from(u32::MAX)) as u32;
-        self.state.read().offset_index.lookup(rel).map_or(0, |(_, pos)| u64::from(pos))
+        self.state
+            .read()
+            .offset_index
+            .lookup(rel)
+            .map_or(0, |(_, pos)| u64::from(pos))
     }
 
     /// Whole batches starting with the one holding `offset`, within `max_bytes` except the
     /// first, and with last offset < `upper_offset`. `Ok(None)` when no batch of this
     /// segment holds `offset` or anything after it (look in the next segment).
     /// Normally one pread; a second only when the first batch outgrows the first read.
-    pub fn read(&self, offset: i64, max_bytes: usize, upper_offset: i64, slack: usize) -> io::Result<Option<bytes::Bytes>> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper_offset: i64,
+        slack: usize,
+    ) -> io::Result<Option<bytes::Bytes>> {
         let mut pos0 = self.position_for(offset);
         // Size after the index lookup: index entries never point past a published size.
         let end = self.size();
@@ -197,14 +226,25 @@ impl Segment {
                 cur = 0;
                 let want = (end - pos0).min(span as u64) as usize;
                 if want < HEADER_LEN {
-                    return Err(corrupt(self, pos0, FrameError::Incomplete { needed: HEADER_LEN, available: want }));
+                    return Err(corrupt(
+                        self,
+                        pos0,
+                        FrameError::Incomplete {
+                            needed: HEADER_LEN,
+                            available: want,
+                        },
+                    ));
                 }
                 buf = self.read_chunk(pos0, want)?;
                 continue;
             }
             let h = BatchHeader::parse(&buf[cur..]).expect("header length checked");
             if h.batch_length < MIN_BATCH_LENGTH {
-                return Err(corrupt(self, pos0 + cur as u64, FrameError::BadLength(h.batch_length)));
+                return Err(corrupt(
+                    self,
+                    pos0 + cur as u64,
+                    FrameError::BadLength(h.batch_length),
+                ));
             }
             if h.last_offset() >= offset {
                 break h;
@@ -218,10 +258,19 @@ impl Segment {
         let start = cur;
         let mut stop = cur + first.size();
         if pos0 + stop as u64 > end {
-            return Err(corrupt(self, pos0 + cur as u64, FrameError::Incomplete { needed: first.size(), available: (end - pos0) as usize - cur }));
+            return Err(corrupt(
+                self,
+                pos0 + cur as u64,
+                FrameError::Incomplete {
+                    needed: first.size(),
+                    available: (end - pos0) as usize - cur,
+                },
+            ));
         }
         while stop < buf.len() {
-            let Some(h) = BatchHeader::parse(&buf[stop..]) else { break };
+            let Some(h) = BatchHeader::parse(&buf[stop..]) else {
+                break;
+            };
             let size = h.size();
             if h.batch_length < MIN_BATCH_LENGTH
                 || (stop + size - start) > max_bytes
@@ -277,7 +326,10 @@ impl Segment {
                 match batch::frame(&buf[cur..]) {
                     Ok((h, size)) => {
                         if f(pos + cur as u64, &h, &buf[cur..cur + size]).is_break() {
-                            return Ok(ScanEnd { pos: pos + cur as u64, error: None });
+                            return Ok(ScanEnd {
+                                pos: pos + cur as u64,
+                                error: None,
+                            });
                         }
                         cur += size;
                         if cur == buf.len() {
@@ -288,13 +340,21 @@ impl Segment {
                         if pos + cur as u64 + needed as u64 > end || (cur == 0 && n < want) {
                             return Ok(ScanEnd {
                                 pos: pos + cur as u64,
-                                error: Some(FrameError::Incomplete { needed, available: (end - pos) as usize - cur }),
+                                error: Some(FrameError::Incomplete {
+                                    needed,
+                                    available: (end - pos) as usize - cur,
+                                }),
                             });
                         }
                         need = needed;
                         break;
                     }
-                    Err(e) => return Ok(ScanEnd { pos: pos + cur as u64, error: Some(e) }),
+                    Err(e) => {
+                        return Ok(ScanEnd {
+                            pos: pos + cur as u64,
+                            error: Some(e),
+                        })
+                    }
                 }
             }
             pos += cur as u64;
@@ -328,7 +388,10 @@ impl Segment {
         self.file.sync_data()?;
         let mut st = self.state.write();
         if st.max_timestamp != NO_TIMESTAMP {
-            let (ts, rel) = (st.max_timestamp, (st.offset_of_max_timestamp - self.base_offset) as u32);
+            let (ts, rel) = (
+                st.max_timestamp,
+                (st.offset_of_max_timestamp - self.base_offset) as u32,
+            );
             st.time_index.maybe_append(ts, rel, true);
         }
         st.offset_index.0.trim_and_sync()?;
@@ -344,7 +407,11 @@ impl Segment {
 
     /// Remove the files. Readers holding this segment keep reading from the open file.
     pub fn delete_files(&self) -> io::Result<()> {
-        for p in [self.log_path(), Self::index_path(&self.dir, self.base_offset), Self::time_index_path(&self.dir, self.base_offset)] {
+        for p in [
+            self.log_path(),
+            Self::index_path(&self.dir, self.base_offset),
+            Self::time_index_path(&self.dir, self.base_offset),
+        ] {
             match std::fs::remove_file(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
@@ -363,13 +430,19 @@ impl Segment {
 fn corrupt(seg: &Segment, pos: u64, e: FrameError) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("segment {} corrupt at byte {pos}: {e}", seg.log_path().display()),
+        format!(
+            "segment {} corrupt at byte {pos}: {e}",
+            seg.log_path().display()
+        ),
     )
 }
 
 fn short_read(seg: &Segment, pos: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
-        format!("segment {} shorter than its published size (at byte {pos})", seg.log_path().display()),
+        format!(
+            "segment {} shorter than its published size (at byte {pos})",
+            seg.log_path().display()
+        ),
     )
 }

@@ -27,7 +27,11 @@ pub enum Close {
     #[error("frame too short for a request header ({0} bytes)")]
     ShortFrame(usize),
     #[error("malformed {api:?} v{version} request: {reason}")]
-    Malformed { api: ApiKey, version: i16, reason: String },
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
     #[error("malformed request header: {0}")]
     Header(String),
 }
@@ -48,15 +52,22 @@ impl Ctx {
     }
 }
 
-pub fn encode_response<R: Encodable + HeaderVersion>(api: ApiKey, version: i16, correlation_id: i32, resp: &R) -> Bytes {
+pub fn encode_response<R: Encodable + HeaderVersion>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    resp: &R,
+) -> Bytes {
     let header_version = api.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let size = header.compute_size(header_version).unwrap_or(0) + resp.compute_size(version).unwrap_or(0);
+    let size =
+        header.compute_size(header_version).unwrap_or(0) + resp.compute_size(version).unwrap_or(0);
     let mut buf = BytesMut::with_capacity(4 + size);
     buf.put_i32(0);
     // Encoding our own well-formed structs at a version we advertise cannot fail;
     // if it ever does, the client sees a closed connection via the empty frame check below.
-    let ok = header.encode(&mut buf, header_version).is_ok() && resp.encode(&mut buf, version).is_ok();
+    let ok =
+        header.encode(&mut buf, header_version).is_ok() && resp.encode(&mut buf, version).is_ok();
     if !ok {
         tracing::error!(?api, version, "failed to encode response");
         return Bytes::new();
@@ -67,7 +78,11 @@ pub fn encode_response<R: Encodable + HeaderVersion>(api: ApiKey, version: i16, 
 }
 
 pub fn decode<T: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Result<T, Close> {
-    T::decode(body, version).map_err(|e| Close::Malformed { api, version, reason: e.to_string() })
+    T::decode(body, version).map_err(|e| Close::Malformed {
+        api,
+        version,
+        reason: e.to_string(),
+    })
 }
 
 /// Handles one frame (without its length prefix).
@@ -83,19 +98,26 @@ pub async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Repl
         return Ok(Reply::Now(error_only(correlation_id)));
     };
     let range = versions::lookup(api);
-    let implemented = range.map(|r| r.min <= version && version <= r.max).unwrap_or(false);
+    let implemented = range
+        .map(|r| r.min <= version && version <= r.max)
+        .unwrap_or(false);
     if !implemented {
         tracing::debug!(?api, version, "unsupported API version");
         if api == ApiKey::ApiVersions {
             return Ok(Reply::Now(api::api_versions::unsupported(correlation_id)));
         }
         if api == ApiKey::Produce && (0..=2).contains(&version) {
-            return Ok(api::produce::legacy_unsupported(correlation_id, version, frame));
+            return Ok(api::produce::legacy_unsupported(
+                correlation_id,
+                version,
+                frame,
+            ));
         }
         return Ok(Reply::Now(error_only(correlation_id)));
     }
     let header_version = api.request_header_version(version);
-    let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| Close::Header(e.to_string()))?;
+    let header = RequestHeader::decode(&mut frame, header_version)
+        .map_err(|e| Close::Header(e.to_string()))?;
     let ctx = Ctx {
         broker: broker.clone(),
         api,
@@ -110,19 +132,47 @@ pub async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Repl
         Fetch => api::fetch::handle(ctx, decode(api, version, body)?),
         ListOffsets => Reply::Now(api::list_offsets::handle(&ctx, decode(api, version, body)?)),
         Metadata => Reply::Now(api::metadata::handle(&ctx, decode(api, version, body)?)),
-        FindCoordinator => Reply::Now(api::find_coordinator::handle(&ctx, decode(api, version, body)?)),
+        FindCoordinator => Reply::Now(api::find_coordinator::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
         ApiVersions => Reply::Now(api::api_versions::handle(&ctx)),
-        CreateTopics => Reply::Now(api::create_topics::handle(&ctx, decode(api, version, body)?)),
-        DeleteTopics => Reply::Now(api::delete_topics::handle(&ctx, decode(api, version, body)?)),
-        CreatePartitions => Reply::Now(api::create_partitions::handle(&ctx, decode(api, version, body)?)),
-        DeleteRecords => Reply::Now(api::delete_records::handle(&ctx, decode(api, version, body)?)),
-        OffsetForLeaderEpoch => Reply::Now(api::offset_for_leader_epoch::handle(&ctx, decode(api, version, body)?)),
-        DescribeConfigs => Reply::Now(api::describe_configs::handle(&ctx, decode(api, version, body)?)),
-        AlterConfigs => Reply::Now(api::alter_configs::handle(&ctx, decode(api, version, body)?)),
-        IncrementalAlterConfigs => {
-            Reply::Now(api::alter_configs::handle_incremental(&ctx, decode(api, version, body)?))
-        }
-        DescribeCluster => Reply::Now(api::describe_cluster::handle(&ctx, decode(api, version, body)?)),
+        CreateTopics => Reply::Now(api::create_topics::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        DeleteTopics => Reply::Now(api::delete_topics::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        CreatePartitions => Reply::Now(api::create_partitions::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        DeleteRecords => Reply::Now(api::delete_records::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        OffsetForLeaderEpoch => Reply::Now(api::offset_for_leader_epoch::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        DescribeConfigs => Reply::Now(api::describe_configs::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        AlterConfigs => Reply::Now(api::alter_configs::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        IncrementalAlterConfigs => Reply::Now(api::alter_configs::handle_incremental(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        DescribeCluster => Reply::Now(api::describe_cluster::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
         _ => Reply::Now(error_only(correlation_id)),
     };
     Ok(reply)

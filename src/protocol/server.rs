@@ -21,7 +21,11 @@ const MAX_IN_FLIGHT: usize = 64;
 /// How long shutdown waits for connections to finish their in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -60,7 +64,12 @@ async fn connection(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch:
         // Complete frames already buffered are handled before reading more.
         while let Some(len) = dispatch::frame_len(&buf) {
             if len < 0 || len as usize > max {
-                tracing::debug!(?peer, len, max, "frame size out of bounds; closing connection");
+                tracing::debug!(
+                    ?peer,
+                    len,
+                    max,
+                    "frame size out of bounds; closing connection"
+                );
                 break 'conn;
             }
             let total = 4 + len as usize;

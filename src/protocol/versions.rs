@@ -16,11 +16,21 @@ pub struct ApiRange {
 }
 
 const fn r(key: ApiKey, min: i16, max: i16) -> ApiRange {
-    ApiRange { key, advertised_min: min, min, max }
+    ApiRange {
+        key,
+        advertised_min: min,
+        min,
+        max,
+    }
 }
 
 pub const SUPPORTED: &[ApiRange] = &[
-    ApiRange { key: ApiKey::Produce, advertised_min: 0, min: 3, max: 11 },
+    ApiRange {
+        key: ApiKey::Produce,
+        advertised_min: 0,
+        min: 3,
+        max: 11,
+    },
     r(ApiKey::Fetch, 4, 16),
     r(ApiKey::ListOffsets, 1, 8),
     r(ApiKey::Metadata, 0, 12),
@@ -49,7 +59,11 @@ mod tests {
     fn every_advertised_range_is_decodable_by_the_crate() {
         for r in SUPPORTED {
             let crate_range = r.key.valid_versions();
-            assert!(r.min >= crate_range.min && r.max <= crate_range.max, "{:?}", r.key);
+            assert!(
+                r.min >= crate_range.min && r.max <= crate_range.max,
+                "{:?}",
+                r.key
+            );
             assert!(r.advertised_min <= r.min);
         }
     }
@@ -59,7 +73,11 @@ mod tests {
         // librdkafka < 2.11 enables gzip/snappy/lz4 only with Produce v0 advertised,
         // record batches with Produce 3 + Fetch 4, zstd with Produce 7 + Fetch 10,
         // lz4 additionally with FindCoordinator 0, timestamps with ListOffsets 1.
-        let has = |k, v| lookup(k).map(|r| r.advertised_min <= v && v <= r.max).unwrap_or(false);
+        let has = |k, v| {
+            lookup(k)
+                .map(|r| r.advertised_min <= v && v <= r.max)
+                .unwrap_or(false)
+        };
         assert!(has(ApiKey::Produce, 0) && has(ApiKey::Produce, 3) && has(ApiKey::Produce, 7));
         assert!(has(ApiKey::Fetch, 4) && has(ApiKey::Fetch, 10));
         assert!(has(ApiKey::FindCoordinator, 0) && has(ApiKey::ListOffsets, 1));

@@ -113,17 +113,24 @@ pub struct TopicRegistry {
 /// Kafka's topic name rule.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     if name.is_empty() {
-        return Err(TopicError::InvalidName("Topic name is illegal, it can't be empty".into()));
+        return Err(TopicError::InvalidName(
+            "Topic name is illegal, it can't be empty".into(),
+        ));
     }
     if name == "." || name == ".." {
-        return Err(TopicError::InvalidName("Topic name cannot be \".\" or \"..\"".into()));
+        return Err(TopicError::InvalidName(
+            "Topic name cannot be \".\" or \"..\"".into(),
+        ));
     }
     if name.len() > MAX_TOPIC_NAME_LEN {
         return Err(TopicError::InvalidName(format!(
             "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters, topic name: {name}"
         )));
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return Err(TopicError::InvalidName(format!(
             "Topic name {name} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
         )));
@@ -140,7 +147,8 @@ impl TopicRegistry {
         clean_shutdown: bool,
     ) -> Result<TopicRegistry, TopicError> {
         let logs_dir = data_dir.join("logs");
-        std::fs::create_dir_all(&logs_dir).map_err(|e| TopicError::Io(format!("{}: {e}", logs_dir.display())))?;
+        std::fs::create_dir_all(&logs_dir)
+            .map_err(|e| TopicError::Io(format!("{}: {e}", logs_dir.display())))?;
         let reg = TopicRegistry {
             store,
             logs_dir,
@@ -152,12 +160,20 @@ impl TopicRegistry {
         for (name, rec) in reg.store.scan_json::<TopicRecord>(CF_TOPICS)? {
             let mut parts = Vec::with_capacity(rec.partitions as usize);
             for p in 0..rec.partitions {
-                parts.push(Arc::new(reg.open_partition(&name, p, &rec.configs, clean_shutdown)?));
+                parts.push(Arc::new(reg.open_partition(
+                    &name,
+                    p,
+                    &rec.configs,
+                    clean_shutdown,
+                )?));
             }
             reg.insert(Arc::new(Topic {
                 name: name.clone(),
                 id: rec.id,
-                state: RwLock::new(TopicState { configs: rec.configs, partitions: parts }),
+                state: RwLock::new(TopicState {
+                    configs: rec.configs,
+                    partitions: parts,
+                }),
             }));
         }
         reg.remove_leftover_dirs();
@@ -170,7 +186,9 @@ impl TopicRegistry {
     }
 
     pub fn resolver(&self) -> Resolver<'_> {
-        Resolver { broker_defaults: &self.broker_defaults }
+        Resolver {
+            broker_defaults: &self.broker_defaults,
+        }
     }
 
     pub fn broker_defaults(&self) -> &BTreeMap<String, String> {
@@ -189,9 +207,14 @@ impl TopicRegistry {
         clean_shutdown: bool,
     ) -> Result<Partition, TopicError> {
         let dir = self.partition_dir(topic, index);
-        let (log, report) = PartitionLog::open(&dir, self.resolver().log_config(configs), clean_shutdown)?;
+        let (log, report) =
+            PartitionLog::open(&dir, self.resolver().log_config(configs), clean_shutdown)?;
         tracing::info!(topic, partition = index, "opened log: {report}");
-        Ok(Partition { topic: topic.to_string(), index, log })
+        Ok(Partition {
+            topic: topic.to_string(),
+            index,
+            log,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -244,12 +267,20 @@ impl TopicRegistry {
         configs: BTreeMap<String, String>,
         default_partitions: i32,
     ) -> Result<Arc<Topic>, TopicError> {
-        let partitions = if partitions == -1 { default_partitions } else { partitions };
+        let partitions = if partitions == -1 {
+            default_partitions
+        } else {
+            partitions
+        };
         let _g = self.admin.lock();
         self.validate_create(name, partitions, replication_factor, &configs)?;
         // Names that differ only in '.' vs '_' collide in Kafka's metric names; Kafka refuses them.
         let norm = name.replace('.', "_");
-        if let Some(other) = self.topics.iter().find(|t| t.key().replace('.', "_") == norm) {
+        if let Some(other) = self
+            .topics
+            .iter()
+            .find(|t| t.key().replace('.', "_") == norm)
+        {
             return Err(TopicError::InvalidName(format!(
                 "Topic '{name}' collides with existing topic: {}",
                 other.key()
@@ -260,16 +291,24 @@ impl TopicRegistry {
             // A stale directory (e.g. from a crash during delete) must not leak old data into the new topic.
             let dir = self.partition_dir(name, p);
             if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|e| TopicError::Io(format!("{}: {e}", dir.display())))?;
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| TopicError::Io(format!("{}: {e}", dir.display())))?;
             }
             parts.push(Arc::new(self.open_partition(name, p, &configs, true)?));
         }
-        let rec = TopicRecord { id: Uuid::new_v4(), partitions, configs: configs.clone() };
+        let rec = TopicRecord {
+            id: Uuid::new_v4(),
+            partitions,
+            configs: configs.clone(),
+        };
         self.store.put_json(CF_TOPICS, name, &rec)?;
         let t = Arc::new(Topic {
             name: name.to_string(),
             id: rec.id,
-            state: RwLock::new(TopicState { configs, partitions: parts }),
+            state: RwLock::new(TopicState {
+                configs,
+                partitions: parts,
+            }),
         });
         self.insert(t.clone());
         tracing::info!(topic = name, partitions, id = %rec.id, "created topic");
@@ -278,7 +317,11 @@ impl TopicRegistry {
 
     pub fn delete(&self, name: &str) -> Result<Uuid, TopicError> {
         let _g = self.admin.lock();
-        let t = self.topics.remove(name).map(|(_, t)| t).ok_or(TopicError::Unknown)?;
+        let t = self
+            .topics
+            .remove(name)
+            .map(|(_, t)| t)
+            .ok_or(TopicError::Unknown)?;
         self.by_id.remove(&t.id);
         self.store.delete(CF_TOPICS, name)?;
         // The metadata is gone: from here on the topic does not exist, even if
@@ -286,7 +329,9 @@ impl TopicRegistry {
         for p in t.partitions() {
             let _ = p.log.close();
             let dir = self.partition_dir(name, p.index);
-            let doomed = self.logs_dir.join(format!("{name}-{}.{}-delete", p.index, t.id.simple()));
+            let doomed = self
+                .logs_dir
+                .join(format!("{name}-{}.{}-delete", p.index, t.id.simple()));
             match std::fs::rename(&dir, &doomed) {
                 Ok(()) => {
                     std::thread::spawn(move || {
@@ -301,7 +346,12 @@ impl TopicRegistry {
     }
 
     /// Grows a topic to `count` partitions (CreatePartitions).
-    pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), TopicError> {
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let _g = self.admin.lock();
         let t = self.get(name).ok_or(TopicError::Unknown)?;
         let current = t.partition_count();
@@ -311,7 +361,9 @@ impl TopicRegistry {
             )));
         }
         if count > MAX_PARTITIONS {
-            return Err(TopicError::InvalidPartitions(format!("Number of partitions must be at most {MAX_PARTITIONS}.")));
+            return Err(TopicError::InvalidPartitions(format!(
+                "Number of partitions must be at most {MAX_PARTITIONS}."
+            )));
         }
         if validate_only {
             return Ok(());
@@ -321,11 +373,20 @@ impl TopicRegistry {
         for p in current..count {
             let dir = self.partition_dir(name, p);
             if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|e| TopicError::Io(format!("{}: {e}", dir.display())))?;
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| TopicError::Io(format!("{}: {e}", dir.display())))?;
             }
             new_parts.push(Arc::new(self.open_partition(name, p, &configs, true)?));
         }
-        self.store.put_json(CF_TOPICS, name, &TopicRecord { id: t.id, partitions: count, configs })?;
+        self.store.put_json(
+            CF_TOPICS,
+            name,
+            &TopicRecord {
+                id: t.id,
+                partitions: count,
+                configs,
+            },
+        )?;
         t.state.write().partitions.extend(new_parts);
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
@@ -350,7 +411,11 @@ impl TopicRegistry {
         self.store.put_json(
             CF_TOPICS,
             name,
-            &TopicRecord { id: t.id, partitions: t.partition_count(), configs: configs.clone() },
+            &TopicRecord {
+                id: t.id,
+                partitions: t.partition_count(),
+                configs: configs.clone(),
+            },
         )?;
         let log_config = self.resolver().log_config(&configs);
         let mut st = t.state.write();
@@ -377,7 +442,9 @@ impl TopicRegistry {
 
     /// Removes directories of deleted topics that a crash left behind.
     fn remove_leftover_dirs(&self) {
-        let Ok(rd) = std::fs::read_dir(&self.logs_dir) else { return };
+        let Ok(rd) = std::fs::read_dir(&self.logs_dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let known = name
@@ -416,8 +483,14 @@ mod tests {
         cfg.insert("retention.ms".to_string(), "1234".to_string());
         let t = reg.create("a", 3, -1, cfg, 1).unwrap();
         let id = t.id;
-        assert!(matches!(reg.create("a", 1, 1, BTreeMap::new(), 1), Err(TopicError::AlreadyExists(_))));
-        assert!(matches!(reg.create("b", 1, 3, BTreeMap::new(), 1), Err(TopicError::InvalidReplicationFactor(3))));
+        assert!(matches!(
+            reg.create("a", 1, 1, BTreeMap::new(), 1),
+            Err(TopicError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            reg.create("b", 1, 3, BTreeMap::new(), 1),
+            Err(TopicError::InvalidReplicationFactor(3))
+        ));
         reg.add_partitions("a", 5, false).unwrap();
         reg.create("gone", 1, 1, BTreeMap::new(), 1).unwrap();
         reg.delete("gone").unwrap();

@@ -5,18 +5,20 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use kafka_protocol::messages::alter_configs_response::{
+    AlterConfigsResourceResponse, AlterConfigsResponse,
+};
 use kafka_protocol::messages::incremental_alter_configs_response::{
     AlterConfigsResourceResponse as IncResourceResponse, IncrementalAlterConfigsResponse,
 };
-use kafka_protocol::messages::alter_configs_response::{AlterConfigsResourceResponse, AlterConfigsResponse};
 use kafka_protocol::messages::{AlterConfigsRequest, IncrementalAlterConfigsRequest};
 use kafka_protocol::protocol::StrBytes;
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::str;
 use crate::broker::Broker;
-use crate::protocol::errors::{self, INVALID_CONFIG, INVALID_REQUEST, NONE};
 use crate::protocol::dispatch::Ctx;
+use crate::protocol::errors::{self, INVALID_CONFIG, INVALID_REQUEST, NONE};
 use crate::topics::{config, TopicError};
 
 const OP_SET: i8 = 0;
@@ -37,7 +39,12 @@ fn refuse_non_topic(resource_type: i8) -> Option<Outcome> {
     }
 }
 
-fn apply(broker: &Broker, topic: &str, edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), TopicError>, validate_only: bool) -> Outcome {
+fn apply(
+    broker: &Broker,
+    topic: &str,
+    edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), TopicError>,
+    validate_only: bool,
+) -> Outcome {
     let result = (|| {
         let t = broker.topics.get(topic).ok_or(TopicError::Unknown)?;
         let mut configs = t.overrides();

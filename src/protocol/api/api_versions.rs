@@ -19,7 +19,9 @@ fn table(error_code: i16) -> ApiVersionsResponse {
                 .with_max_version(r.max)
         })
         .collect();
-    ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(api_keys)
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(api_keys)
 }
 
 pub fn handle(ctx: &Ctx) -> Bytes {
@@ -28,5 +30,10 @@ pub fn handle(ctx: &Ctx) -> Bytes {
 
 /// Response to an ApiVersions request of a version we do not implement: v0 format.
 pub fn unsupported(correlation_id: i32) -> Bytes {
-    encode_response(ApiKey::ApiVersions, 0, correlation_id, &table(UNSUPPORTED_VERSION))
+    encode_response(
+        ApiKey::ApiVersions,
+        0,
+        correlation_id,
+        &table(UNSUPPORTED_VERSION),
+    )
 }

@@ -1,7 +1,9 @@
 //! CreatePartitions: grow a topic's partition count.
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_partitions_response::{CreatePartitionsResponse, CreatePartitionsTopicResult};
+use kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
 use kafka_protocol::messages::CreatePartitionsRequest;
 
 use super::str;
@@ -13,7 +15,11 @@ pub fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> Bytes {
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name);
-        match ctx.broker.topics.add_partitions(&name, t.count, req.validate_only) {
+        match ctx
+            .broker
+            .topics
+            .add_partitions(&name, t.count, req.validate_only)
+        {
             Ok(()) => r.error_code = NONE,
             Err(e) => {
                 r.error_code = errors::topic_error(&e);

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
+};
 use kafka_protocol::messages::CreateTopicsRequest;
 
 use super::str;
@@ -20,35 +22,61 @@ pub fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> Bytes {
         let mut r = CreatableTopicResult::default().with_name(t.name.clone());
         let result = (|| {
             if !seen.insert(name.clone()) {
-                return Err(TopicError::InvalidRequest(format!("Create topics request from client contains multiple entries for topic {name}")));
+                return Err(TopicError::InvalidRequest(format!(
+                    "Create topics request from client contains multiple entries for topic {name}"
+                )));
             }
             if !t.assignments.is_empty() {
-                return Err(TopicError::InvalidRequest("Manual replica assignment is not supported on a single broker".into()));
+                return Err(TopicError::InvalidRequest(
+                    "Manual replica assignment is not supported on a single broker".into(),
+                ));
             }
             let mut configs = BTreeMap::new();
             for c in &t.configs {
                 match &c.value {
                     Some(v) => configs.insert(c.name.to_string(), v.to_string()),
-                    None => return Err(TopicError::InvalidConfig(format!("Null value not supported for topic config {}", c.name))),
+                    None => {
+                        return Err(TopicError::InvalidConfig(format!(
+                            "Null value not supported for topic config {}",
+                            c.name
+                        )))
+                    }
                 };
             }
-            let partitions = if t.num_partitions == -1 { broker.config.default_partitions } else { t.num_partitions };
+            let partitions = if t.num_partitions == -1 {
+                broker.config.default_partitions
+            } else {
+                t.num_partitions
+            };
             if req.validate_only {
-                broker.topics.validate_create(&name, partitions, t.replication_factor as i32, &configs)?;
+                broker.topics.validate_create(
+                    &name,
+                    partitions,
+                    t.replication_factor as i32,
+                    &configs,
+                )?;
                 Ok((None, partitions, configs))
             } else {
-                let topic = broker.topics.create(&name, partitions, t.replication_factor as i32, configs.clone(), partitions)?;
+                let topic = broker.topics.create(
+                    &name,
+                    partitions,
+                    t.replication_factor as i32,
+                    configs.clone(),
+                    partitions,
+                )?;
                 Ok((Some(topic.id), partitions, configs))
             }
         })();
         match result {
             Ok((id, partitions, overrides)) => {
                 r.error_code = NONE;
-                if let Some(id) = id {
+                if let (Some(id), true) = (id, ctx.version >= 7) {
                     r.topic_id = id;
                 }
-                r.num_partitions = partitions;
-                r.replication_factor = 1;
+                if ctx.version >= 5 {
+                    r.num_partitions = partitions;
+                    r.replication_factor = 1;
+                }
                 if ctx.version >= 5 {
                     let resolver = broker.topics.resolver();
                     r.configs = Some(
@@ -69,8 +97,6 @@ pub fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> Bytes {
                 tracing::debug!(topic = %name, "create topic refused: {e}");
                 r.error_code = errors::topic_error(&e);
                 r.error_message = Some(str(&e.to_string()));
-                r.num_partitions = -1;
-                r.replication_factor = -1;
             }
         }
         resp.topics.push(r);

@@ -15,11 +15,17 @@ pub fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> Bytes {
         let topic = ctx.broker.topics.get(t.name.as_str());
         let mut rt = DeleteRecordsTopicResult::default().with_name(t.name);
         for p in t.partitions {
-            let mut r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
+            let mut r = DeleteRecordsPartitionResult::default()
+                .with_partition_index(p.partition_index)
+                .with_low_watermark(-1);
             match topic.as_ref().and_then(|t| t.partition(p.partition_index)) {
                 None => r.error_code = UNKNOWN_TOPIC_OR_PARTITION,
                 Some(part) => {
-                    let target = if p.offset == -1 { part.log.high_watermark() } else { p.offset };
+                    let target = if p.offset == -1 {
+                        part.log.high_watermark()
+                    } else {
+                        p.offset
+                    };
                     match part.log.delete_records_before(target) {
                         Ok(low) => {
                             r.error_code = NONE;

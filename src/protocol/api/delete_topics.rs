@@ -1,7 +1,9 @@
 //! DeleteTopics: by name (all versions) or by topic id (v6+).
 
 use bytes::Bytes;
-use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
 use kafka_protocol::messages::{DeleteTopicsRequest, TopicName};
 
 use super::{str, topic_name};
@@ -11,10 +13,16 @@ use crate::protocol::errors::{self, NONE, UNKNOWN_TOPIC_ID};
 pub fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> Bytes {
     let topics = &ctx.broker.topics;
     let mut resp = DeleteTopicsResponse::default();
-    let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = req.topic_names.into_iter().map(|n| (Some(n), uuid::Uuid::nil())).collect();
+    let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = req
+        .topic_names
+        .into_iter()
+        .map(|n| (Some(n), uuid::Uuid::nil()))
+        .collect();
     targets.extend(req.topics.into_iter().map(|t| (t.name, t.topic_id)));
     for (name, id) in targets {
-        let mut r = DeletableTopicResult::default().with_topic_id(id);
+        let v6 = ctx.version >= 6;
+        let mut r =
+            DeletableTopicResult::default().with_topic_id(if v6 { id } else { uuid::Uuid::nil() });
         let name = match name {
             Some(n) => Some(n.0.to_string()),
             None => topics.get_by_id(&id).map(|t| t.name.clone()),
@@ -26,11 +34,15 @@ pub fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> Bytes {
                 match topics.delete(&n) {
                     Ok(id) => {
                         r.error_code = NONE;
-                        r.topic_id = id;
+                        if v6 {
+                            r.topic_id = id;
+                        }
                     }
                     Err(e) => {
                         r.error_code = errors::topic_error(&e);
-                        r.error_message = Some(str(&e.to_string()));
+                        if ctx.version >= 5 {
+                            r.error_message = Some(str(&e.to_string()));
+                        }
                     }
                 }
             }

@@ -1,7 +1,9 @@
 //! DescribeCluster: one broker, which is also the controller.
 
 use bytes::Bytes;
-use kafka_protocol::messages::describe_cluster_response::{DescribeClusterBroker, DescribeClusterResponse};
+use kafka_protocol::messages::describe_cluster_response::{
+    DescribeClusterBroker, DescribeClusterResponse,
+};
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest};
 
 use super::str;

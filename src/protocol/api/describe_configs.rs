@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult, DescribeConfigsSynonym,
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+    DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::DescribeConfigsRequest;
 
@@ -39,16 +40,29 @@ pub fn handle(ctx: &Ctx, req: DescribeConfigsRequest) -> Bytes {
         let entries = match res.resource_type {
             RESOURCE_TOPIC => match ctx.broker.topics.get(&name) {
                 Some(t) => Ok(topic_entries(&ctx.broker, &t.overrides())),
-                None => Err((UNKNOWN_TOPIC_OR_PARTITION, format!("Topic {name} does not exist"))),
+                None => Err((
+                    UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("Topic {name} does not exist"),
+                )),
             },
-            RESOURCE_BROKER if name.is_empty() || name == NODE_ID.to_string() => Ok(broker_entries(&ctx.broker)),
-            RESOURCE_BROKER => Err((INVALID_REQUEST, format!("Unexpected broker id, expected {NODE_ID} but received {name}"))),
-            other => Err((INVALID_REQUEST, format!("Unsupported resource type {other}"))),
+            RESOURCE_BROKER if name.is_empty() || name == NODE_ID.to_string() => {
+                Ok(broker_entries(&ctx.broker))
+            }
+            RESOURCE_BROKER => Err((
+                INVALID_REQUEST,
+                format!("Unexpected broker id, expected {NODE_ID} but received {name}"),
+            )),
+            other => Err((
+                INVALID_REQUEST,
+                format!("Unsupported resource type {other}"),
+            )),
         };
         match entries {
             Ok(entries) => {
                 r.error_code = NONE;
-                let keys: Option<Vec<String>> = res.configuration_keys.map(|k| k.iter().map(|s| s.to_string()).collect());
+                let keys: Option<Vec<String>> = res
+                    .configuration_keys
+                    .map(|k| k.iter().map(|s| s.to_string()).collect());
                 r.configs = entries
                     .into_iter()
                     .filter(|e| keys.as_ref().map(|k| k.contains(&e.name)).unwrap_or(true))
@@ -102,10 +116,26 @@ fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<E
                 synonyms.push((d.name.to_string(), v.clone(), ConfigSource::DynamicTopic));
             }
             if let Some(v) = defaults.get(d.name) {
-                synonyms.push((d.broker_synonym.to_string(), v.clone(), ConfigSource::StaticBroker));
+                synonyms.push((
+                    d.broker_synonym.to_string(),
+                    v.clone(),
+                    ConfigSource::StaticBroker,
+                ));
             }
-            synonyms.push((d.broker_synonym.to_string(), d.default.to_string(), ConfigSource::Default));
-            Entry { name: d.name.to_string(), value, source, kind: d.kind, read_only: false, doc: d.doc, synonyms }
+            synonyms.push((
+                d.broker_synonym.to_string(),
+                d.default.to_string(),
+                ConfigSource::Default,
+            ));
+            Entry {
+                name: d.name.to_string(),
+                value,
+                source,
+                kind: d.kind,
+                read_only: false,
+                doc: d.doc,
+                synonyms,
+            }
         })
         .collect()
 }
@@ -123,20 +153,90 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
         synonyms: Vec::new(),
     };
     let mut v = vec![
-        fixed("node.id", NODE_ID.to_string(), ConfigType::Int, "this broker's id"),
-        fixed("broker.id", NODE_ID.to_string(), ConfigType::Int, "this broker's id"),
-        fixed("listeners", format!("PLAINTEXT://{}", c.listen), ConfigType::List, "the Kafka listener (--listen)"),
-        fixed("advertised.listeners", format!("PLAINTEXT://{host}:{port}"), ConfigType::List, "what clients are told (--advertise)"),
-        fixed("log.dirs", c.data_dir.join("logs").display().to_string(), ConfigType::String, "partition logs (--data-dir)"),
-        fixed("num.partitions", c.default_partitions.to_string(), ConfigType::Int, "partitions of auto-created topics (--partitions)"),
-        fixed("auto.create.topics.enable", c.auto_create_topics.to_string(), ConfigType::Boolean, "--no-auto-create turns it off"),
-        fixed("default.replication.factor", "1".into(), ConfigType::Int, "single broker"),
-        fixed("offsets.topic.replication.factor", "1".into(), ConfigType::Short, "single broker"),
-        fixed("transaction.state.log.replication.factor", "1".into(), ConfigType::Short, "single broker"),
-        fixed("socket.request.max.bytes", c.max_request_bytes.to_string(), ConfigType::Int, "largest request frame"),
-        fixed("log.retention.check.interval.ms", c.retention_check_interval_ms.to_string(), ConfigType::Long, "how often retention runs"),
-        fixed("kairos.fsync", format!("{:?}", c.fsync).to_lowercase(), ConfigType::String, "--fsync always|interval|never"),
-        fixed("kairos.fsync.interval.ms", c.fsync_interval_ms.to_string(), ConfigType::Long, "fsync period for --fsync interval"),
+        fixed(
+            "node.id",
+            NODE_ID.to_string(),
+            ConfigType::Int,
+            "this broker's id",
+        ),
+        fixed(
+            "broker.id",
+            NODE_ID.to_string(),
+            ConfigType::Int,
+            "this broker's id",
+        ),
+        fixed(
+            "listeners",
+            format!("PLAINTEXT://{}", c.listen),
+            ConfigType::List,
+            "the Kafka listener (--listen)",
+        ),
+        fixed(
+            "advertised.listeners",
+            format!("PLAINTEXT://{host}:{port}"),
+            ConfigType::List,
+            "what clients are told (--advertise)",
+        ),
+        fixed(
+            "log.dirs",
+            c.data_dir.join("logs").display().to_string(),
+            ConfigType::String,
+            "partition logs (--data-dir)",
+        ),
+        fixed(
+            "num.partitions",
+            c.default_partitions.to_string(),
+            ConfigType::Int,
+            "partitions of auto-created topics (--partitions)",
+        ),
+        fixed(
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            ConfigType::Boolean,
+            "--no-auto-create turns it off",
+        ),
+        fixed(
+            "default.replication.factor",
+            "1".into(),
+            ConfigType::Int,
+            "single broker",
+        ),
+        fixed(
+            "offsets.topic.replication.factor",
+            "1".into(),
+            ConfigType::Short,
+            "single broker",
+        ),
+        fixed(
+            "transaction.state.log.replication.factor",
+            "1".into(),
+            ConfigType::Short,
+            "single broker",
+        ),
+        fixed(
+            "socket.request.max.bytes",
+            c.max_request_bytes.to_string(),
+            ConfigType::Int,
+            "largest request frame",
+        ),
+        fixed(
+            "log.retention.check.interval.ms",
+            c.retention_check_interval_ms.to_string(),
+            ConfigType::Long,
+            "how often retention runs",
+        ),
+        fixed(
+            "kairos.fsync",
+            format!("{:?}", c.fsync).to_lowercase(),
+            ConfigType::String,
+            "--fsync always|interval|never",
+        ),
+        fixed(
+            "kairos.fsync.interval.ms",
+            c.fsync_interval_ms.to_string(),
+            ConfigType::Long,
+            "fsync period for --fsync interval",
+        ),
     ];
     for d in TOPIC_CONFIGS {
         if v.iter().any(|e| e.name == d.broker_synonym) {

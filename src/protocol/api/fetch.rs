@@ -10,13 +10,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::FetchRequest;
 use tokio::time::Instant;
 
 use crate::log::LogError;
 use crate::protocol::dispatch::{Ctx, Reply};
-use crate::protocol::errors::{self, check_leader_epoch, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::protocol::errors::{
+    self, check_leader_epoch, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
+};
 use crate::topics::Partition;
 
 /// Upper bound on a long-poll, whatever the client asks.
@@ -40,7 +44,11 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
         } else {
             ctx.broker.topics.get(t.topic.as_str())
         };
-        let missing = if by_id { UNKNOWN_TOPIC_ID } else { UNKNOWN_TOPIC_OR_PARTITION };
+        let missing = if by_id {
+            UNKNOWN_TOPIC_ID
+        } else {
+            UNKNOWN_TOPIC_OR_PARTITION
+        };
         let wanted: Vec<Wanted> = t
             .partitions
             .iter()
@@ -59,7 +67,9 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
                 }
             })
             .collect();
-        let resp_topic = FetchableTopicResponse::default().with_topic(t.topic).with_topic_id(t.topic_id);
+        let resp_topic = FetchableTopicResponse::default()
+            .with_topic(t.topic)
+            .with_topic_id(t.topic_id);
         topics.push((resp_topic, wanted));
     }
     let max_bytes = req.max_bytes.max(0) as usize;
@@ -79,8 +89,11 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
                 for w in wakers.iter_mut() {
                     w.as_mut().enable();
                 }
-                let (resp, bytes, errored) = read_all(&topics, max_bytes);
-                let done = bytes >= min_bytes || errored || wakers.is_empty() || Instant::now() >= deadline;
+                let (resp, bytes, errored) = read_all(&topics, max_bytes, ctx.version);
+                let done = bytes >= min_bytes
+                    || errored
+                    || wakers.is_empty()
+                    || Instant::now() >= deadline;
                 if done {
                     ctx.broker.probe.fetched(bytes);
                     return Some(ctx.encode(&resp));
@@ -95,14 +108,22 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
     )
 }
 
-fn read_all(topics: &[(FetchableTopicResponse, Vec<Wanted>)], max_bytes: usize) -> (FetchResponse, usize, bool) {
+fn read_all(
+    topics: &[(FetchableTopicResponse, Vec<Wanted>)],
+    max_bytes: usize,
+    version: i16,
+) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut errored = false;
-    let mut resp = FetchResponse::default().with_error_code(NONE).with_session_id(0);
+    let mut resp = FetchResponse::default()
+        .with_error_code(NONE)
+        .with_session_id(0);
     for (rt, wanted) in topics {
         let mut out = rt.clone();
         for w in wanted {
-            let mut pd = PartitionData::default().with_partition_index(w.index).with_error_code(w.error);
+            let mut pd = PartitionData::default()
+                .with_partition_index(w.index)
+                .with_error_code(w.error);
             let Some(p) = w.partition.as_ref().filter(|_| w.error == NONE) else {
                 errored = true;
                 pd.records = Some(Bytes::new());
@@ -113,7 +134,9 @@ fn read_all(topics: &[(FetchableTopicResponse, Vec<Wanted>)], max_bytes: usize) 
             let hw = log.high_watermark();
             pd.high_watermark = hw;
             pd.last_stable_offset = hw;
-            pd.log_start_offset = log.log_start_offset();
+            if version >= 5 {
+                pd.log_start_offset = log.log_start_offset();
+            }
             let budget = max_bytes.saturating_sub(total).min(w.max_bytes);
             // KIP-74: the first non-empty partition may exceed max_bytes by its first batch;
             // after that, an exhausted budget means no more data in this response.

@@ -9,7 +9,9 @@ use kafka_protocol::messages::ListOffsetsRequest;
 
 use crate::log::PartitionLog;
 use crate::protocol::dispatch::Ctx;
-use crate::protocol::errors::{self, check_leader_epoch, LEADER_EPOCH, NONE, UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION};
+use crate::protocol::errors::{
+    self, check_leader_epoch, LEADER_EPOCH, NONE, UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION,
+};
 
 pub const LATEST: i64 = -1;
 pub const EARLIEST: i64 = -2;
@@ -37,7 +39,9 @@ pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> Bytes {
                             Ok((offset, ts)) => {
                                 pr.offset = offset;
                                 pr.timestamp = ts;
-                                pr.leader_epoch = if offset >= 0 { LEADER_EPOCH } else { -1 };
+                                if ctx.version >= 4 {
+                                    pr.leader_epoch = if offset >= 0 { LEADER_EPOCH } else { -1 };
+                                }
                             }
                             Err(code) => pr.error_code = code,
                         }

@@ -14,43 +14,56 @@ use super::describe_cluster::ALL_OPERATIONS;
 use super::{str, topic_name};
 use crate::config::NODE_ID;
 use crate::protocol::dispatch::Ctx;
-use crate::protocol::errors::{self, LEADER_EPOCH, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::protocol::errors::{
+    self, LEADER_EPOCH, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
+};
 use crate::topics::{validate_topic_name, Topic, TopicError};
 
 pub fn handle(ctx: &Ctx, req: MetadataRequest) -> Bytes {
     let broker = &ctx.broker;
     let (host, port) = broker.config.advertised();
+    let v = ctx.version;
     let mut resp = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(NODE_ID))
             .with_host(str(&host))
             .with_port(port)])
-        .with_cluster_id(Some(str(&broker.cluster_id)))
-        .with_controller_id(BrokerId(NODE_ID));
-    if req.include_cluster_authorized_operations {
+        .with_controller_id(BrokerId(if ctx.version >= 1 { NODE_ID } else { -1 }));
+    if ctx.version >= 2 {
+        resp.cluster_id = Some(str(&broker.cluster_id));
+    }
+    if req.include_cluster_authorized_operations && (8..=10).contains(&v) {
         resp.cluster_authorized_operations = ALL_OPERATIONS;
     }
-    let auto_create = broker.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
+    let auto_create =
+        broker.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
     let want_all = match &req.topics {
         None => true,
         Some(t) => t.is_empty() && ctx.version == 0,
     };
     let include_ops = req.include_topic_authorized_operations;
     if want_all {
-        resp.topics = broker.topics.list().iter().map(|t| describe(t, include_ops)).collect();
+        resp.topics = broker
+            .topics
+            .list()
+            .iter()
+            .map(|t| describe(t, include_ops, v))
+            .collect();
     } else {
         for rt in req.topics.unwrap_or_default() {
             let entry = match rt.name {
                 Some(name) => {
                     let name = name.0.to_string();
                     match broker.topics.get(&name) {
-                        Some(t) => describe(&t, include_ops),
+                        Some(t) => describe(&t, include_ops, v),
                         None => missing(ctx, &name, auto_create, include_ops),
                     }
                 }
                 None => match broker.topics.get_by_id(&rt.topic_id) {
-                    Some(t) => describe(&t, include_ops),
-                    None => MetadataResponseTopic::default().with_error_code(UNKNOWN_TOPIC_ID).with_topic_id(rt.topic_id),
+                    Some(t) => describe(&t, include_ops, v),
+                    None => MetadataResponseTopic::default()
+                        .with_error_code(UNKNOWN_TOPIC_ID)
+                        .with_topic_id(rt.topic_id),
                 },
             };
             resp.topics.push(entry);
@@ -68,11 +81,17 @@ fn missing(ctx: &Ctx, name: &str, auto_create: bool, include_ops: bool) -> Metad
         return unknown.with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
     }
     let broker = &ctx.broker;
-    match broker.topics.create(name, -1, -1, BTreeMap::new(), broker.config.default_partitions) {
-        Ok(t) => describe(&t, include_ops),
+    match broker.topics.create(
+        name,
+        -1,
+        -1,
+        BTreeMap::new(),
+        broker.config.default_partitions,
+    ) {
+        Ok(t) => describe(&t, include_ops, ctx.version),
         // Lost a race with another creator: describe what exists.
         Err(TopicError::AlreadyExists(_)) => match broker.topics.get(name) {
-            Some(t) => describe(&t, include_ops),
+            Some(t) => describe(&t, include_ops, ctx.version),
             None => unknown.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
         },
         Err(e) => {
@@ -82,14 +101,14 @@ fn missing(ctx: &Ctx, name: &str, auto_create: bool, include_ops: bool) -> Metad
     }
 }
 
-pub fn describe(t: &Arc<Topic>, include_ops: bool) -> MetadataResponseTopic {
+pub fn describe(t: &Arc<Topic>, include_ops: bool, version: i16) -> MetadataResponseTopic {
     let partitions = (0..t.partition_count())
         .map(|p| {
             MetadataResponsePartition::default()
                 .with_error_code(NONE)
                 .with_partition_index(p)
                 .with_leader_id(BrokerId(NODE_ID))
-                .with_leader_epoch(LEADER_EPOCH)
+                .with_leader_epoch(if version >= 7 { LEADER_EPOCH } else { -1 })
                 .with_replica_nodes(vec![BrokerId(NODE_ID)])
                 .with_isr_nodes(vec![BrokerId(NODE_ID)])
         })
@@ -97,8 +116,10 @@ pub fn describe(t: &Arc<Topic>, include_ops: bool) -> MetadataResponseTopic {
     let mut topic = MetadataResponseTopic::default()
         .with_error_code(NONE)
         .with_name(Some(topic_name(&t.name)))
-        .with_topic_id(t.id)
         .with_partitions(partitions);
+    if version >= 10 {
+        topic.topic_id = t.id;
+    }
     if include_ops {
         topic.topic_authorized_operations = ALL_OPERATIONS;
     }

@@ -15,7 +15,10 @@ pub fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> Bytes {
         let topic = ctx.broker.topics.get(t.topic.as_str());
         let mut rt = OffsetForLeaderTopicResult::default().with_topic(t.topic);
         for p in t.partitions {
-            let mut e = EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
+            let mut e = EpochEndOffset::default()
+                .with_partition(p.partition)
+                .with_leader_epoch(-1)
+                .with_end_offset(-1);
             match topic.as_ref().and_then(|t| t.partition(p.partition)) {
                 None => e.error_code = UNKNOWN_TOPIC_OR_PARTITION,
                 Some(part) => {

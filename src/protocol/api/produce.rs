@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::FutureExt;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest};
 
 use crate::config::FsyncPolicy;
 use crate::protocol::dispatch::{encode_response, Ctx, Reply};
-use crate::protocol::errors::{self, INVALID_RECORD, INVALID_REQUIRED_ACKS, NONE, STORAGE_ERROR, UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION};
+use crate::protocol::errors::{
+    self, INVALID_RECORD, INVALID_REQUIRED_ACKS, NONE, STORAGE_ERROR, UNKNOWN_TOPIC_OR_PARTITION,
+    UNSUPPORTED_VERSION,
+};
 use crate::topics::Partition;
 use crate::util::now_ms;
 
@@ -26,7 +31,9 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let name = td.name.0.to_string();
         let topic = ctx.broker.topics.get(&name);
-        let mut tr = TopicProduceResponse::default().with_name(td.name).with_topic_id(td.topic_id);
+        let mut tr = TopicProduceResponse::default()
+            .with_name(td.name)
+            .with_topic_id(td.topic_id);
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
             let mut pr = PartitionProduceResponse::default().with_index(pd.index);
             let partition = topic.as_ref().and_then(|t| t.partition(pd.index));
@@ -40,7 +47,9 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
                         pr.error_code = NONE;
                         pr.base_offset = info.base_offset;
                         pr.log_append_time_ms = info.log_append_time_ms;
-                        pr.log_start_offset = info.log_start_offset;
+                        if ctx.version >= 5 {
+                            pr.log_start_offset = info.log_start_offset;
+                        }
                         if acks == -1 && ctx.broker.config.fsync == FsyncPolicy::Always {
                             to_sync.push((ti, pi, p, info.last_offset + 1));
                         }
@@ -49,7 +58,9 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
                         tracing::debug!(topic = %name, partition = pd.index, "produce refused: {e}");
                         probe.produce_failed();
                         pr.error_code = errors::log_error(&e);
-                        pr.error_message = Some(super::str(&e.to_string()));
+                        if ctx.version >= 8 {
+                            pr.error_message = Some(super::str(&e.to_string()));
+                        }
                     }
                 },
             }
@@ -120,7 +131,12 @@ pub fn legacy_unsupported(correlation_id: i32, version: i16, frame: Bytes) -> Re
         }
         None => {
             tracing::debug!("malformed legacy produce v{version}");
-            Reply::Now(encode_response(ApiKey::Produce, 3, correlation_id, &ProduceResponse::default()))
+            Reply::Now(encode_response(
+                ApiKey::Produce,
+                3,
+                correlation_id,
+                &ProduceResponse::default(),
+            ))
         }
     }
 }
