@@ -35,6 +35,10 @@
 //! * 1-4: produce 100 B / 1 KiB records with acks=1 / acks=all for `--secs` seconds (5) or
 //!   `--records` records; then flush. The rate counts acknowledged records over the time from
 //!   the first send to the last acknowledgement.
+//!   With `--produce-api batch` the loop hands librdkafka 1024 records per
+//!   `rd_kafka_produce_batch` call (partition 0, values not copied), which roughly halves the
+//!   client's CPU per record; use it when the client, not the broker, is the limit (see the
+//!   CPU columns), e.g. to compare with a ceiling measured that way.
 //! * 5-8: the same on a broker started with `--fsync always`.
 //! * 9, 9b: consume catch-up: a topic pre-filled with `--consume-records` (5,000,000) records
 //!   of 100 B is read from offset 0 by a fresh `BaseConsumer` (`assign`, no commits, librdkafka's
@@ -57,6 +61,9 @@
 //! * **broker CPU %** and **client CPU %**: CPU time over wall time of the broker and of this
 //!   process (librdkafka's threads included); 100 % is one core and the machine's cores are
 //!   shared by both, so their sum against `cores × 100 %` shows who is saturated.
+//! * **other CPU %**: CPU used meanwhile by every other process of the machine (/proc/stat minus
+//!   the two above). Anything well above 0 means the run competed with other work and its
+//!   figures are low; rerun on an idle machine.
 //! * **peak RSS MB**: the broker's largest `VmRSS` sampled every 50 ms during the run.
 //! * **runs**: every run's records/s, to judge the spread.
 //! * **p50/p99/p99.9/max ms**: latency percentiles of all records of a run (median over runs).
@@ -122,6 +129,9 @@ struct Args {
     /// Records per produce run, instead of --secs.
     #[arg(long, value_name = "N")]
     records: Option<u64>,
+    /// How produce rows hand records to librdkafka.
+    #[arg(long, value_enum, default_value_t = ProduceApi::Send)]
+    produce_api: ProduceApi,
     /// Records pre-filled for the consume catch-up [5000000, --quick: 200000].
     #[arg(long, value_name = "N")]
     consume_records: Option<u64>,
@@ -156,12 +166,22 @@ struct Args {
 struct Plan {
     repeats: usize,
     produce: Amount,
+    produce_api: ProduceApi,
     consume_records: u64,
     latency_rate: u64,
     latency_secs: f64,
     settle: Duration,
     producer_props: Vec<(String, String)>,
     consumer_props: Vec<(String, String)>,
+}
+
+/// How the producer hands records to librdkafka.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+enum ProduceApi {
+    /// `BaseProducer::send`, one call per record (the rdkafka crate's API).
+    Send,
+    /// `rd_kafka_produce_batch`, 1024 records per call, to partition 0, values not copied.
+    Batch,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -237,6 +257,20 @@ fn cpu_secs(pid: Option<u32>) -> Option<f64> {
     Some((utime + stime) / clk_tck())
 }
 
+/// CPU seconds the whole machine has been busy (all cores; /proc/stat minus idle and iowait).
+fn machine_busy_secs() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<f64> = s
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: f64 = f.iter().take(8).sum();
+    Some((total - f.get(3)? - f.get(4)?) / clk_tck())
+}
+
 /// A `Vm*` line of /proc/PID/status, in KiB.
 fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -282,12 +316,15 @@ struct Meter {
     pid: Option<u32>,
     broker0: Option<f64>,
     client0: Option<f64>,
+    machine0: Option<f64>,
     sampler: Option<RssSampler>,
 }
 
 struct Metered {
     broker_cpu: Option<f64>,
     client_cpu: Option<f64>,
+    /// CPU used by every other process of the machine.
+    other_cpu: Option<f64>,
     peak_rss_kb: Option<u64>,
 }
 
@@ -297,6 +334,7 @@ impl Meter {
             pid,
             broker0: pid.and_then(|p| cpu_secs(Some(p))),
             client0: cpu_secs(None),
+            machine0: machine_busy_secs(),
             sampler: RssSampler::start(pid),
         }
     }
@@ -304,9 +342,15 @@ impl Meter {
     fn stop(self) -> Metered {
         let broker1 = self.pid.and_then(|p| cpu_secs(Some(p)));
         let client1 = cpu_secs(None);
+        let machine1 = machine_busy_secs();
+        let broker_cpu = self.broker0.zip(broker1).map(|(a, b)| b - a);
+        let client_cpu = self.client0.zip(client1).map(|(a, b)| b - a);
+        let machine = self.machine0.zip(machine1).map(|(a, b)| b - a);
         Metered {
-            broker_cpu: self.broker0.zip(broker1).map(|(a, b)| b - a),
-            client_cpu: self.client0.zip(client1).map(|(a, b)| b - a),
+            broker_cpu,
+            client_cpu,
+            other_cpu: machine
+                .map(|m| (m - broker_cpu.unwrap_or(0.0) - client_cpu.unwrap_or(0.0)).max(0.0)),
             peak_rss_kb: self.sampler.map(RssSampler::finish),
         }
     }
@@ -860,6 +904,7 @@ struct Run {
     secs: f64,
     broker_cpu: Option<f64>,
     client_cpu: Option<f64>,
+    other_cpu: Option<f64>,
     peak_rss_kb: Option<u64>,
     lat: Option<Lat>,
     note: Option<String>,
@@ -891,12 +936,85 @@ impl Run {
     fn client_pct(&self) -> Option<f64> {
         self.client_cpu.map(|c| c / self.secs.max(1e-9) * 100.0)
     }
+    fn other_pct(&self) -> Option<f64> {
+        self.other_cpu.map(|c| c / self.secs.max(1e-9) * 100.0)
+    }
 }
 
 fn apply(metered: Metered, run: &mut Run) {
     run.broker_cpu = metered.broker_cpu;
     run.client_cpu = metered.client_cpu;
+    run.other_cpu = metered.other_cpu;
     run.peak_rss_kb = metered.peak_rss_kb;
+}
+
+/// `rd_kafka_produce_batch` to partition 0, 1024 records a call, values not copied (they live
+/// as long as the run). Returns the number of records enqueued.
+fn produce_batch_loop(
+    producer: &BaseProducer<ProdCtx>,
+    topic: &str,
+    value: &[u8],
+    deadline: Option<Instant>,
+    limit: u64,
+) -> Result<u64, String> {
+    use rdkafka::bindings as rd;
+    const BATCH: usize = 1024;
+    let ctopic = std::ffi::CString::new(topic).map_err(|e| e.to_string())?;
+    let mut sent = 0u64;
+    // SAFETY: librdkafka's C API as documented: the topic handle is released once, and with
+    // msgflags 0 the payload pointers must stay valid until delivery, which `value` does
+    // (the caller flushes before returning it). The message array is only read by the call.
+    unsafe {
+        let rkt = rd::rd_kafka_topic_new(
+            producer.client().native_ptr(),
+            ctopic.as_ptr(),
+            std::ptr::null_mut(),
+        );
+        if rkt.is_null() {
+            return Err("rd_kafka_topic_new failed".into());
+        }
+        let template = rd::rd_kafka_message_t {
+            err: rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+            rkt: std::ptr::null_mut(),
+            partition: 0,
+            payload: value.as_ptr() as *mut std::ffi::c_void,
+            len: value.len(),
+            key: std::ptr::null_mut(),
+            key_len: 0,
+            offset: 0,
+            _private: std::ptr::null_mut(),
+        };
+        let mut msgs: Vec<rd::rd_kafka_message_t> = (0..BATCH).map(|_| template).collect();
+        while sent < limit {
+            let n = (limit - sent).min(BATCH as u64) as usize;
+            for m in &mut msgs[..n] {
+                m.err = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
+            }
+            let k = rd::rd_kafka_produce_batch(rkt, 0, 0, msgs.as_mut_ptr(), n as std::ffi::c_int);
+            sent += k.max(0) as u64;
+            if (k as usize) < n {
+                let bad = msgs[..n]
+                    .iter()
+                    .find(|m| m.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+                match bad.map(|m| m.err) {
+                    Some(rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL) | None => {
+                        producer.poll(Duration::from_millis(1))
+                    }
+                    Some(e) => {
+                        rd::rd_kafka_topic_destroy(rkt);
+                        return Err(format!("rd_kafka_produce_batch: {e:?}"));
+                    }
+                }
+            } else {
+                producer.poll(Duration::ZERO);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        rd::rd_kafka_topic_destroy(rkt);
+    }
+    Ok(sent)
 }
 
 /// Tight-loop produce on a BaseProducer for a duration or a record count; then flush.
@@ -920,7 +1038,10 @@ fn produce_run(
         Amount::Records(n) => (None, n),
     };
     let mut sent: u64 = 0;
-    'outer: while sent < limit {
+    if plan.produce_api == ProduceApi::Batch {
+        sent = produce_batch_loop(&producer, topic, value, deadline, limit)?;
+    }
+    'outer: while sent < limit && plan.produce_api == ProduceApi::Send {
         let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0).payload(value);
         match producer.send(rec) {
             Ok(()) => {
@@ -947,8 +1068,18 @@ fn produce_run(
     let secs = t0.elapsed().as_secs_f64();
     let metered = meter.stop();
     let ctx = producer.context();
-    let ok = ctx.ok.load(Ordering::Relaxed);
     let err = ctx.err.load(Ordering::Relaxed);
+    // With delivery.report.only.error=true only failures are reported; after the flush every
+    // other record sent has been acknowledged.
+    let only_errors = plan
+        .producer_props
+        .iter()
+        .any(|(k, v)| k == "delivery.report.only.error" && v == "true");
+    let ok = if only_errors {
+        sent.saturating_sub(err)
+    } else {
+        ctx.ok.load(Ordering::Relaxed)
+    };
     let mut run = Run {
         records: ok,
         bytes: ok * value.len() as u64,
@@ -1330,14 +1461,14 @@ impl Report {
             let _ = writeln!(s, "\n## Throughput\n");
             let _ = writeln!(
                 s,
-                "| # | scenario | records/s | MB/s | broker CPU s/M | broker CPU % | client CPU % | peak RSS MB | target | runs (records/s) |"
+                "| # | scenario | records/s | MB/s | broker CPU s/M | broker CPU % | client CPU % | other CPU % | peak RSS MB | target | runs (records/s) |"
             );
-            let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|---|---|");
+            let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|");
             for r in tp {
                 if let Some(e) = &r.error {
                     let _ = writeln!(
                         s,
-                        "| {} | {} | failed: {} | | | | | | | |",
+                        "| {} | {} | failed: {} | | | | | | | | |",
                         r.id,
                         r.name,
                         e.replace('\n', " ").replace('|', "/")
@@ -1358,7 +1489,7 @@ impl Report {
                 let runs: Vec<String> = r.runs.iter().map(|x| thousands(x.rate())).collect();
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     r.id,
                     r.name,
                     opt(rate, thousands),
@@ -1366,6 +1497,7 @@ impl Report {
                     opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
                     opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
                     opt(med_of(&r.runs, Run::client_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
                     opt(med_of(&r.runs, |x| x.peak_rss_kb.map(mib)), |v| format!(
                         "{v:.1}"
                     )),
@@ -1383,14 +1515,14 @@ impl Report {
             let _ = writeln!(s, "\n## Produce latency (send to delivery report)\n");
             let _ = writeln!(
                 s,
-                "| # | scenario | sent/s | p50 ms | p99 ms | p99.9 ms | max ms | broker CPU s/M | broker CPU % | target | runs (p99 ms) |"
+                "| # | scenario | sent/s | p50 ms | p99 ms | p99.9 ms | max ms | broker CPU s/M | broker CPU % | other CPU % | target | runs (p99 ms) |"
             );
-            let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|");
+            let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|");
             for r in lt {
                 if let Some(e) = &r.error {
                     let _ = writeln!(
                         s,
-                        "| {} | {} | failed: {} | | | | | | | | |",
+                        "| {} | {} | failed: {} | | | | | | | | | |",
                         r.id,
                         r.name,
                         e.replace('\n', " ").replace('|', "/")
@@ -1420,7 +1552,7 @@ impl Report {
                     .collect();
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     r.id,
                     r.name,
                     opt(l(|x| x.rate), thousands),
@@ -1430,6 +1562,7 @@ impl Report {
                     opt(l(|x| x.max), |v| format!("{v:.2}")),
                     opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
                     opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
                     target,
                     runs.join(" / ")
                 );
@@ -1464,6 +1597,17 @@ impl Report {
             }
         }
         let mut notes = self.notes.clone();
+        let busiest = self
+            .rows
+            .iter()
+            .filter_map(|r| med_of(&r.runs, Run::other_pct))
+            .fold(0.0, f64::max);
+        if busiest > 15.0 {
+            notes.insert(
+                0,
+                format!("**other processes used up to {busiest:.0} % CPU during the runs (column \"other CPU %\"): those figures are low; rerun on an idle machine**"),
+            );
+        }
         for b in &self.brokers {
             notes.push(format!(
                 "{}: `{}`{}",
@@ -1795,6 +1939,7 @@ fn real_main(args: Args) -> Result<(), String> {
     let quick = args.quick;
     let plan = Plan {
         repeats: args.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1),
+        produce_api: args.produce_api,
         produce: match args.records {
             Some(n) => Amount::Records(n.max(1)),
             None => Amount::Secs(args.secs.unwrap_or(if quick { 0.4 } else { 5.0 })),

@@ -42,10 +42,26 @@ def kairos_bin() -> str:
     return os.path.join(target, "release", "kairos")
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports (all sockets stay bound until every port is chosen)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+class _PortTaken(Exception):
+    pass
 
 
 class Broker:
@@ -83,9 +99,17 @@ class Broker:
     # -- lifecycle -----------------------------------------------------------------
     def start(self, keep_ports: bool = True) -> "Broker":
         assert not self.alive(), "broker already running"
-        if not self.port or not keep_ports:
-            self.port = free_port()
-            self.console_port = free_port()
+        fresh_ports = not self.port or not keep_ports
+        for attempt in range(3):
+            if fresh_ports:
+                self.port, self.console_port = free_ports(2)
+            try:
+                return self._start()
+            except _PortTaken:
+                if not fresh_ports or attempt == 2:
+                    pytest.fail(f"ports taken by another process\n{self.log_tail()}")
+
+    def _start(self) -> "Broker":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         binary = kairos_bin()
         if not os.access(binary, os.X_OK):
@@ -100,7 +124,8 @@ class Broker:
         # every flag is also a KAIROS_<NAME> env var: only the flags given here count
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_") or k == "KAIROS_LOG"}
         env.setdefault("KAIROS_LOG", "info")
-        env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("RUST_BACKTRACE", "1")      # panics print a backtrace ...
+        env.setdefault("RUST_LIB_BACKTRACE", "0")  # ... startup errors (anyhow) do not
         env.setdefault("NO_COLOR", "1")
         with open(self.log_path, "wb") as logf:
             logf.write(("$ " + " ".join(cmd) + "\n").encode())
@@ -116,7 +141,11 @@ class Broker:
         last_err = ""
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                pytest.fail(f"broker exited with {self.proc.returncode} during startup\n{self.log_tail()}")
+                self.exit_codes.append(self.proc.returncode)
+                if "Address already in use" in self.log_text():
+                    raise _PortTaken()
+                head = "\n".join(self.log_text().splitlines()[:20])
+                pytest.fail(f"broker exited with {self.proc.returncode} during startup\n{head}\n...\n{self.log_tail(20)}")
             if not kafka_ok:
                 try:
                     with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):

@@ -36,7 +36,8 @@ class Rec:
 def producer(bootstrap: str, **conf) -> Producer:
     c = {"bootstrap.servers": bootstrap, "linger.ms": 5, "socket.timeout.ms": 10000,
          "message.timeout.ms": 20000}
-    c.update({k.replace("_", "."): v for k, v in conf.items()})
+    # keyword arguments may use _ for . (linger_ms); log_level is spelled with _ in librdkafka
+    c.update({k if k == "log_level" else k.replace("_", "."): v for k, v in conf.items()})
     return Producer(c)
 
 

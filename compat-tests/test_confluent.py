@@ -307,3 +307,19 @@ def test_consume_empty_and_out_of_range(broker, topic):
     # raw: fetch past the end -> OFFSET_OUT_OF_RANGE (1)
     part, _ = kproto.fetch_batches(broker.bootstrap, topic, 0, 100)
     assert part["error"] == 1, f"fetch at offset 100 of a 1-record log: error {part['error']}, expected 1"
+
+
+def test_idempotent_producer(broker, topic):
+    """enable.idempotence=true: InitProducerId, then sequenced batches stored verbatim."""
+    create_topic(broker.bootstrap, topic, partitions=3)
+    p = producer(broker.bootstrap, linger_ms=5, **{"enable.idempotence": True, "batch.num.messages": 50})
+    records = [{"partition": i % 3, "key": b"k%d" % i, "value": b"idem-%d" % i} for i in range(600)]
+    produce_all(p, topic, records)
+    for part in range(3):
+        got = consume(broker.bootstrap, topic, part)
+        assert [r.value for r in got] == [b"idem-%d" % i for i in range(part, 600, 3)]
+        batches = kproto.fetch_all_batches(broker.bootstrap, topic, part)
+        assert len({b.producer_id for b in batches}) == 1 and batches[0].producer_id >= 0
+        assert batches[0].base_sequence == 0
+        for a, b in zip(batches, batches[1:]):
+            assert b.base_sequence == a.base_sequence + a.record_count, "sequence numbers not contiguous"

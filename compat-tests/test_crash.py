@@ -21,15 +21,19 @@ PRODUCE_SECONDS = 3.0
 PARTITIONS = 2
 
 
-class LoadProducer:
-    """Produces unique, sequential values as fast as the broker acknowledges them
-    (bounded by a cap so one round stays small), and records every success."""
+RATE_PER_S = 40_000  # paced so the producer is surely still busy when the kill comes
 
-    def __init__(self, bootstrap: str, topic: str, round_no: int, cap: int = 200_000):
+
+class LoadProducer:
+    """Produces unique, sequential values at RATE_PER_S (the client keeps many
+    requests in flight), and records every acknowledged one."""
+
+    def __init__(self, bootstrap: str, topic: str, round_no: int, cap: int = 1_000_000):
         self.p: Producer = producer(bootstrap, acks="all", linger_ms=2, retries=0,
                                     **{"enable.idempotence": False, "message.timeout.ms": 5000,
                                        "socket.timeout.ms": 3000, "queue.buffering.max.messages": 20000,
-                                       "reconnect.backoff.max.ms": 200})
+                                       "reconnect.backoff.max.ms": 200,
+                                       "log_level": 2})  # connection errors after the kill are expected
         self.topic = topic
         self.round = round_no
         self.cap = cap
@@ -51,7 +55,13 @@ class LoadProducer:
 
     def run(self):
         seq = 0
+        t0 = time.monotonic()
         while not self.stop.is_set() and seq < self.cap:
+            if seq % 500 == 0:
+                ahead = seq / RATE_PER_S - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)  # (poll(timeout) returns early when a report arrives)
+                self.p.poll(0)
             v = self.value(seq)
             try:
                 self.p.produce(self.topic, value=v, key=b"%d" % (seq % 16), partition=seq % PARTITIONS,
@@ -122,13 +132,16 @@ def test_kill9_under_load_loses_no_acknowledged_record(broker_factory, topic):
         lp = LoadProducer(b.bootstrap, topic, rnd)
         lp.start()
         time.sleep(PRODUCE_SECONDS)
+        assert lp.thread.is_alive(), "the producer stopped before the kill"
         b.kill()  # SIGKILL while producing
+        unacked_at_kill = len(lp.p)
         assert b.exit_codes[-1] == -9
         lp.finish()
         assert len(lp.acked) > 100, f"round {rnd}: only {len(lp.acked)} records acknowledged in {PRODUCE_SECONDS}s"
         assert lp.thread.is_alive() is False
         acked_total.update(lp.acked)
-        print(f"round {rnd}: sent {lp.sent}, acknowledged {len(lp.acked)}, failed {lp.failed}")
+        print(f"round {rnd}: sent {lp.sent}, acknowledged {len(lp.acked)}, failed {lp.failed}, "
+              f"unacknowledged at the kill {unacked_at_kill}")
 
         b.start()  # restart on the same data dir after the crash
         assert b.alive()

@@ -21,6 +21,7 @@ use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::console::{self, Probe};
 use crate::store::MetaStore;
 use crate::topics::TopicRegistry;
+use crate::txn::ProducerIds;
 use crate::util::now_ms;
 
 const CLEAN_SHUTDOWN_MARKER: &str = ".kairos-clean-shutdown";
@@ -31,6 +32,7 @@ pub struct Broker {
     pub cluster_id: String,
     pub store: Arc<MetaStore>,
     pub topics: TopicRegistry,
+    pub producer_ids: ProducerIds,
     pub probe: Probe,
 }
 
@@ -77,11 +79,13 @@ impl Broker {
         let console_addr = console_listener.local_addr()?;
         config.console = console_addr;
 
+        let producer_ids = ProducerIds::open(&store)?;
         let broker = Arc::new(Broker {
             config,
             cluster_id,
             store,
             topics,
+            producer_ids,
             probe: Probe::new(),
         });
         let (tx, rx) = watch::channel(false);

@@ -16,6 +16,7 @@ pub mod log;
 pub mod protocol;
 pub mod store;
 pub mod topics;
+pub mod txn;
 mod util;
 
 pub use broker::{Broker, BrokerHandle};

@@ -95,15 +95,13 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                     .with_topics(vec![topic]),
             )
         }
-        ListOffsets => RequestKind::ListOffsets(
-            ListOffsetsRequest::default().with_topics(vec![
+        ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
                 list_offsets_request::ListOffsetsTopic::default()
                     .with_name(t("t"))
                     .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
                         .with_partition_index(0)
                         .with_timestamp(0)]),
-            ]),
-        ),
+            ])),
         Metadata => {
             let mut r =
                 MetadataRequest::default().with_topics(if v == 0 { Some(vec![]) } else { None });
@@ -136,8 +134,8 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         } else {
             DeleteTopicsRequest::default().with_topic_names(vec![t(&format!("d{v}"))])
         }),
-        DeleteRecords => RequestKind::DeleteRecords(
-            DeleteRecordsRequest::default().with_topics(vec![
+        DeleteRecords => {
+            RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
                 delete_records_request::DeleteRecordsTopic::default()
                     .with_name(t("t"))
                     .with_partitions(vec![
@@ -145,8 +143,8 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                             .with_partition_index(0)
                             .with_offset(0),
                     ]),
-            ]),
-        ),
+            ]))
+        }
         OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(
             OffsetForLeaderEpochRequest::default().with_topics(vec![
                 offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
@@ -171,23 +169,23 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                         .with_resource_name(s("1")),
                 ]),
         ),
-        AlterConfigs => RequestKind::AlterConfigs(
-            AlterConfigsRequest::default().with_resources(vec![
+        AlterConfigs => {
+            RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
                 alter_configs_request::AlterConfigsResource::default()
                     .with_resource_type(2)
                     .with_resource_name(s("t"))
                     .with_configs(vec![alter_configs_request::AlterableConfig::default()
                         .with_name(s("retention.ms"))
                         .with_value(Some(s("86400000")))]),
-            ]),
-        ),
-        CreatePartitions => RequestKind::CreatePartitions(
-            CreatePartitionsRequest::default().with_topics(vec![
+            ]))
+        }
+        CreatePartitions => {
+            RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
                 create_partitions_request::CreatePartitionsTopic::default()
                     .with_name(t("p"))
                     .with_count(2 + v as i32),
-            ]),
-        ),
+            ]))
+        }
         IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
             IncrementalAlterConfigsRequest::default().with_resources(vec![
                 incremental_alter_configs_request::AlterConfigsResource::default()
@@ -200,6 +198,11 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                             .with_value(Some(s("compact"))),
                     ]),
             ]),
+        ),
+        InitProducerId => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
         ),
         DescribeCluster => RequestKind::DescribeCluster(
             DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
@@ -250,6 +253,7 @@ fn errors(r: &ResponseKind) -> Vec<i16> {
             r.responses.iter().map(|x| x.error_code).collect()
         }
         ResponseKind::DescribeCluster(r) => vec![r.error_code],
+        ResponseKind::InitProducerId(r) => vec![r.error_code],
         _ => vec![],
     }
 }

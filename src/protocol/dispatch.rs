@@ -169,6 +169,10 @@ pub async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Repl
             &ctx,
             decode(api, version, body)?,
         )),
+        InitProducerId => Reply::Now(api::init_producer_id::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
         DescribeCluster => Reply::Now(api::describe_cluster::handle(
             &ctx,
             decode(api, version, body)?,

@@ -45,6 +45,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     r(ApiKey::CreatePartitions, 0, 3),
     r(ApiKey::IncrementalAlterConfigs, 0, 1),
     r(ApiKey::DescribeCluster, 0, 1),
+    r(ApiKey::InitProducerId, 0, 5),
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiRange> {
