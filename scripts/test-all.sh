@@ -5,7 +5,7 @@
 #   2. a Python venv at .venv with the stock Python clients + pytest
 #      (reinstalled only when compat-tests/requirements.txt changes);
 #   3. kafkajs via `npm ci` in compat-tests/node (only when the lock changes);
-#   4. `cargo build --release --all-targets`, `cargo test --release`;
+#   4. `cargo build --release --all-targets`, `cargo test --release --no-fail-fast`;
 #   5. `pytest compat-tests` against the freshly built broker binary.
 # Exits non-zero when any step or any test fails. Idempotent; works from any cwd.
 #
@@ -87,8 +87,8 @@ cargo build --release --all-targets || die "cargo build failed"
 
 cargo_rc=0
 if [ "${SKIP_CARGO_TEST:-0}" != 1 ]; then
-    log "cargo test --release"
-    cargo test --release
+    log "cargo test --release --no-fail-fast"
+    cargo test --release --no-fail-fast
     cargo_rc=$?
 fi
 

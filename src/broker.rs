@@ -34,6 +34,8 @@ pub struct Broker {
     pub topics: TopicRegistry,
     pub producer_ids: ProducerIds,
     pub probe: Probe,
+    /// Becomes true when shutdown starts: long waits (fetch long-poll) end early.
+    pub stopping: watch::Receiver<bool>,
 }
 
 pub struct BrokerHandle {
@@ -80,6 +82,7 @@ impl Broker {
         config.console = console_addr;
 
         let producer_ids = ProducerIds::open(&store)?;
+        let (tx, rx) = watch::channel(false);
         let broker = Arc::new(Broker {
             config,
             cluster_id,
@@ -87,8 +90,8 @@ impl Broker {
             topics,
             producer_ids,
             probe: Probe::new(),
+            stopping: rx.clone(),
         });
-        let (tx, rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(crate::protocol::serve(listener, broker.clone(), rx.clone())),
             tokio::spawn(console::serve(console_listener, broker.clone(), rx.clone())),

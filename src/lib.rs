@@ -12,6 +12,7 @@ pub mod alloc;
 pub mod broker;
 pub mod config;
 pub mod console;
+pub mod groups;
 pub mod log;
 pub mod protocol;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The embedded RocksDB that holds the broker's small state, one column family
-//! per owner: `cluster` (cluster id), `topics` (topic metadata). Later issues add
-//! committed offsets, producer and transaction state, and the delay wheel.
+//! per owner: `cluster` (cluster id, producer id blocks), `topics` (topic
+//! metadata), `groups` (group metadata), `offsets` (committed offsets). Later
+//! issues add producer and transaction state, and the delay wheel.
 //!
 //! Metadata writes are rare and synced (WAL fsync) before they are acknowledged.
 
@@ -22,7 +23,9 @@ pub enum StoreError {
 
 pub const CF_CLUSTER: &str = "cluster";
 pub const CF_TOPICS: &str = "topics";
-const CFS: &[&str] = &[CF_CLUSTER, CF_TOPICS];
+pub const CF_GROUPS: &str = "groups";
+pub const CF_OFFSETS: &str = "offsets";
+const CFS: &[&str] = &[CF_CLUSTER, CF_TOPICS, CF_GROUPS, CF_OFFSETS];
 
 /// Thread-safe (RocksDB is); share it in an `Arc`.
 pub struct MetaStore {

@@ -201,6 +201,7 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         ),
         InitProducerId => RequestKind::InitProducerId(
             InitProducerIdRequest::default()
+                .with_transactional_id(None)
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1),
         ),

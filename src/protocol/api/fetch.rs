@@ -98,9 +98,15 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
                     ctx.broker.probe.fetched(bytes);
                     return Some(ctx.encode(&resp));
                 }
+                let mut stopping = ctx.broker.stopping.clone();
                 tokio::select! {
                     _ = futures::future::select_all(wakers) => {}
                     _ = tokio::time::sleep_until(deadline) => {}
+                    // Shutdown: answer with what there is rather than hold the drain up.
+                    _ = stopping.wait_for(|s| *s) => {
+                        let (resp, _, _) = read_all(&topics, max_bytes, ctx.version);
+                        return Some(ctx.encode(&resp));
+                    }
                 }
             }
         }
