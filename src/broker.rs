@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::console::{self, Probe};
+use crate::groups::GroupCoordinator;
 use crate::store::MetaStore;
 use crate::topics::TopicRegistry;
 use crate::txn::ProducerIds;
@@ -33,6 +34,7 @@ pub struct Broker {
     pub store: Arc<MetaStore>,
     pub topics: TopicRegistry,
     pub producer_ids: ProducerIds,
+    pub groups: Arc<GroupCoordinator>,
     pub probe: Probe,
     /// Becomes true when shutdown starts: long waits (fetch long-poll) end early.
     pub stopping: watch::Receiver<bool>,
@@ -82,6 +84,7 @@ impl Broker {
         config.console = console_addr;
 
         let producer_ids = ProducerIds::open(&store)?;
+        let groups = GroupCoordinator::open(store.clone(), config.groups.clone())?;
         let (tx, rx) = watch::channel(false);
         let broker = Arc::new(Broker {
             config,
@@ -89,6 +92,7 @@ impl Broker {
             store,
             topics,
             producer_ids,
+            groups: groups.clone(),
             probe: Probe::new(),
             stopping: rx.clone(),
         });
@@ -96,7 +100,8 @@ impl Broker {
             tokio::spawn(crate::protocol::serve(listener, broker.clone(), rx.clone())),
             tokio::spawn(console::serve(console_listener, broker.clone(), rx.clone())),
             tokio::spawn(retention_task(broker.clone(), rx.clone())),
-            tokio::spawn(flush_task(broker.clone(), rx)),
+            tokio::spawn(flush_task(broker.clone(), rx.clone())),
+            tokio::spawn(groups.run(rx)),
         ];
         tracing::info!(%kafka_addr, %console_addr, cluster_id = %broker.cluster_id, "kairos started");
         Ok(BrokerHandle {

@@ -38,6 +38,8 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// Broker-level topic config defaults (Kafka topic config names, e.g. "retention.ms").
     pub topic_defaults: BTreeMap<String, String>,
+    /// Group coordinator settings (`group.initial.rebalance.delay.ms`, ...).
+    pub groups: crate::groups::GroupConfig,
 }
 
 pub const NODE_ID: i32 = 1;
@@ -56,6 +58,7 @@ impl Default for BrokerConfig {
             max_request_bytes: 100 * 1024 * 1024,
             retention_check_interval_ms: 30_000,
             topic_defaults: BTreeMap::new(),
+            groups: crate::groups::GroupConfig::default(),
         }
     }
 }

@@ -208,11 +208,101 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         DescribeCluster => RequestKind::DescribeCluster(
             DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
         ),
+        JoinGroup => RequestKind::JoinGroup(
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(s(&format!("j{v}"))))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0"))]),
+        ),
+        SyncGroup => RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_generation_id(1)
+                .with_member_id(s("nobody")),
+        ),
+        Heartbeat => RequestKind::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_generation_id(1)
+                .with_member_id(s("nobody")),
+        ),
+        LeaveGroup => RequestKind::LeaveGroup(if v >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(s("nobody"))
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_member_id(s("nobody"))
+        }),
+        OffsetCommit => RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(t("t"))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(1)
+                                .with_committed_metadata(Some(s("meta"))),
+                        ]),
+                ]),
+        ),
+        OffsetFetch => RequestKind::OffsetFetch(if v >= 8 {
+            OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("g")))
+                    .with_topics(None),
+            ])
+        } else {
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_topics(None)
+        }),
+        ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        DescribeGroups => RequestKind::DescribeGroups(
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]),
+        ),
+        DeleteGroups => RequestKind::DeleteGroups(
+            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&format!("nog{v}")))]),
+        ),
+        OffsetDelete => RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(t("t"))
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(0),
+                        ]),
+                ]),
+        ),
         other => panic!("no request built for {other:?}: add one when advertising a new API"),
     }
 }
 
-/// Error codes found anywhere we can cheaply look; all must be 0.
+/// The error a request of `request()` must get: those addressed to members that
+/// do not exist are refused with Kafka's code; everything else succeeds.
+fn expected_error(api: ApiKey, v: i16) -> i16 {
+    match api {
+        ApiKey::JoinGroup if v >= 4 => 79, // MEMBER_ID_REQUIRED: the first join of a new member
+        ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => 25, // UNKNOWN_MEMBER_ID
+        ApiKey::DeleteGroups => 69,        // GROUP_ID_NOT_FOUND
+        _ => 0,
+    }
+}
+
+/// Error codes found anywhere we can cheaply look.
 fn errors(r: &ResponseKind) -> Vec<i16> {
     match r {
         ResponseKind::Produce(r) => r
@@ -255,14 +345,46 @@ fn errors(r: &ResponseKind) -> Vec<i16> {
         }
         ResponseKind::DescribeCluster(r) => vec![r.error_code],
         ResponseKind::InitProducerId(r) => vec![r.error_code],
+        ResponseKind::JoinGroup(r) => vec![r.error_code],
+        ResponseKind::SyncGroup(r) => vec![r.error_code],
+        ResponseKind::Heartbeat(r) => vec![r.error_code],
+        ResponseKind::LeaveGroup(r) => std::iter::once(r.error_code)
+            .chain(r.members.iter().map(|m| m.error_code))
+            .filter(|&e| e != 0)
+            .collect(),
+        ResponseKind::OffsetCommit(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+        ResponseKind::OffsetFetch(r) => {
+            let mut v: Vec<i16> = r
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+                .collect();
+            v.push(r.error_code);
+            v.extend(r.groups.iter().map(|g| g.error_code));
+            v
+        }
+        ResponseKind::ListGroups(r) => vec![r.error_code],
+        ResponseKind::DescribeGroups(r) => r.groups.iter().map(|g| g.error_code).collect(),
+        ResponseKind::DeleteGroups(r) => r.results.iter().map(|g| g.error_code).collect(),
+        ResponseKind::OffsetDelete(r) => std::iter::once(r.error_code)
+            .chain(
+                r.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            )
+            .collect(),
         _ => vec![],
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_served_version_of_every_api_answers_without_error() {
+async fn every_served_version_of_every_api_answers_as_kafka_would() {
     let dir = tempfile::tempdir().unwrap();
-    let h = common::start(dir.path(), |_| {}).await;
+    let h = common::start(dir.path(), |c| c.groups.initial_rebalance_delay_ms = 0).await;
     let topics = &h.broker.topics;
     let topic_id = topics.create("t", 1, 1, Default::default(), 1).unwrap().id;
     topics.create("p", 1, 1, Default::default(), 1).unwrap();
@@ -304,11 +426,12 @@ async fn every_served_version_of_every_api_answers_without_error() {
             assert_eq!(rh.correlation_id, correlation);
             let resp = ResponseKind::decode(range.key, &mut b, v)
                 .unwrap_or_else(|e| panic!("{:?} v{v}: undecodable response: {e}", range.key));
+            let want = expected_error(range.key, v);
+            let got = errors(&resp);
             assert!(
-                errors(&resp).iter().all(|&e| e == 0),
-                "{:?} v{v}: errors {:?}",
-                range.key,
-                errors(&resp)
+                got.iter().all(|&e| e == want),
+                "{:?} v{v}: errors {got:?}, want {want}",
+                range.key
             );
             assert!(
                 !errors(&resp).is_empty() || range.key == ApiKey::Metadata,

@@ -11,11 +11,24 @@
 //! its own lock, never held across an `.await`. Timers run on tokio time so
 //! tests can pause it.
 
+mod group;
+mod persist;
+mod subscription;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::{Duration, Instant};
 
-use crate::store::{MetaStore, StoreError};
+use crate::store::{MetaStore, StoreError, CF_GROUPS, CF_OFFSETS};
+use group::{Ctx, Group, Outcome};
+use persist::{offset_key, GroupRecord, OffsetRecord};
 
 /// Coordinator settings (Kafka broker config names in the comments).
 #[derive(Clone, Debug)]
@@ -208,9 +221,63 @@ pub struct GroupDescription {
     pub members: Vec<MemberDescription>,
 }
 
+/// How often offset retention runs and empty groups are dropped.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// The timer loop wakes at least this often even with nothing due.
+const MAX_IDLE: Duration = Duration::from_secs(1);
+/// Limit on protocols one JoinGroup may list.
+const MAX_PROTOCOLS: usize = 64;
+
+/// Time for the coordinator: tokio's clock (so `tokio::time::pause` works),
+/// and Unix ms derived from it so that commit timestamps and retention move
+/// with it. Unit tests may drive it by hand instead.
+struct Clock {
+    base: Instant,
+    base_ms: i64,
+    /// Milliseconds past `base`, when tests drive the clock.
+    manual_ms: Option<AtomicU64>,
+}
+
+impl Clock {
+    fn new(manual: bool) -> Clock {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Clock {
+            base: Instant::now(),
+            base_ms: unix_ms,
+            manual_ms: manual.then(|| AtomicU64::new(0)),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        match &self.manual_ms {
+            Some(ms) => self.base + Duration::from_millis(ms.load(Ordering::SeqCst)),
+            None => Instant::now(),
+        }
+    }
+
+    fn unix_ms(&self, now: Instant) -> i64 {
+        self.base_ms + now.saturating_duration_since(self.base).as_millis() as i64
+    }
+}
+
+/// The classic group coordinator. Thread-safe: share it in an `Arc`.
+///
+/// Locking: the map of groups is a `DashMap` whose guards are never held
+/// while a group's mutex is taken; a group's mutex is never held across an
+/// `.await` (waiting joins and syncs get oneshot receivers instead). A group
+/// that is removed is first marked Dead under its lock, then taken out of
+/// the map; whoever finds a Dead group removes it and looks again.
 pub struct GroupCoordinator {
-    _store: Arc<MetaStore>,
-    _config: GroupConfig,
+    store: Arc<MetaStore>,
+    config: GroupConfig,
+    groups: DashMap<String, Arc<Mutex<Group>>>,
+    clock: Clock,
+    /// Wakes the timer loop when a deadline may have moved earlier.
+    wake: Notify,
+    next_sweep: Mutex<Instant>,
 }
 
 impl GroupCoordinator {
@@ -219,25 +286,268 @@ impl GroupCoordinator {
         store: Arc<MetaStore>,
         config: GroupConfig,
     ) -> Result<Arc<GroupCoordinator>, StoreError> {
-        let _ = (&store, &config);
-        todo!()
+        Self::open_with_clock(store, config, Clock::new(false))
+    }
+
+    fn open_with_clock(
+        store: Arc<MetaStore>,
+        config: GroupConfig,
+        clock: Clock,
+    ) -> Result<Arc<GroupCoordinator>, StoreError> {
+        let now = clock.now();
+        let coordinator = GroupCoordinator {
+            store,
+            config,
+            groups: DashMap::new(),
+            next_sweep: Mutex::new(now + SWEEP_INTERVAL),
+            clock,
+            wake: Notify::new(),
+        };
+        let records: Vec<(String, GroupRecord)> = coordinator.store.scan_json(CF_GROUPS)?;
+        let group_count = records.len();
+        for (id, rec) in records {
+            let group = Group::restore(&id, rec, now);
+            coordinator.groups.insert(id, Arc::new(Mutex::new(group)));
+        }
+        let offsets: Vec<(String, OffsetRecord)> = coordinator.store.scan_json(CF_OFFSETS)?;
+        let offset_count = offsets.len();
+        for (_, o) in offsets {
+            let entry = coordinator
+                .groups
+                .entry(o.group.clone())
+                .or_insert_with(|| {
+                    Arc::new(Mutex::new(Group::new(&o.group, o.commit_timestamp_ms)))
+                })
+                .clone();
+            entry.lock().offsets.insert(
+                (o.topic, o.partition),
+                Committed {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata,
+                    commit_timestamp_ms: o.commit_timestamp_ms,
+                },
+            );
+        }
+        tracing::info!(
+            groups = group_count,
+            offsets = offset_count,
+            "group coordinator loaded"
+        );
+        Ok(Arc::new(coordinator))
+    }
+
+    fn ctx(&self, now: Instant) -> Ctx<'_> {
+        Ctx {
+            config: &self.config,
+            now,
+            now_ms: self.clock.unix_ms(now),
+        }
     }
 
     /// Runs the timers (session expiry, rebalance and initial delays, offset
     /// retention) until `shutdown` changes.
-    pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
-        let _ = shutdown;
-        todo!()
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let next = self.tick();
+            let now = self.clock.now();
+            // A deadline that is already due again (a zero timeout) is retried
+            // a millisecond later rather than in a busy loop.
+            let at = next.min(now + MAX_IDLE).max(now + Duration::from_millis(1));
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = self.wake.notified() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fires every due timer of every group; returns when to look again.
+    fn tick(&self) -> Instant {
+        let now = self.clock.now();
+        let cx = self.ctx(now);
+        let sweep = {
+            let mut next = self.next_sweep.lock();
+            let due = now >= *next;
+            if due {
+                *next = now + SWEEP_INTERVAL;
+            }
+            due
+        };
+        let mut next = *self.next_sweep.lock();
+        let groups: Vec<Arc<Mutex<Group>>> =
+            self.groups.iter().map(|e| e.value().clone()).collect();
+        for arc in groups {
+            let mut g = arc.lock();
+            if g.state == GroupState::Dead {
+                continue;
+            }
+            if g.next_deadline().is_some_and(|d| d <= now) {
+                g.on_timers(&cx);
+            }
+            if sweep {
+                self.expire_offsets(&mut g, &cx);
+            }
+            self.persist_if_dirty(&mut g);
+            if sweep && g.is_removable() {
+                if let Err(e) = self.store.delete(CF_GROUPS, &g.id) {
+                    tracing::error!(group = %g.id, error = %e, "could not delete an expired group");
+                    continue;
+                }
+                tracing::info!(group = %g.id, "empty group without offsets removed");
+                g.state = GroupState::Dead;
+                let id = g.id.clone();
+                drop(g);
+                self.groups.remove_if(&id, |_, v| Arc::ptr_eq(v, &arc));
+                continue;
+            }
+            if let Some(d) = g.next_deadline() {
+                next = next.min(d);
+            }
+        }
+        next
+    }
+
+    fn expire_offsets(&self, g: &mut Group, cx: &Ctx) {
+        let expired = g.expired_offsets(cx.now_ms, self.config.offsets_retention_ms);
+        for (topic, partition) in expired {
+            if let Err(e) = self
+                .store
+                .delete(CF_OFFSETS, &offset_key(&g.id, &topic, partition))
+            {
+                tracing::error!(group = %g.id, error = %e, "could not delete an expired offset");
+                return;
+            }
+            g.offsets.remove(&(topic, partition));
+        }
+    }
+
+    fn persist_if_dirty(&self, g: &mut Group) {
+        if !g.dirty {
+            return;
+        }
+        g.dirty = false;
+        if let Err(e) = self.store.put_json(CF_GROUPS, &g.id, &g.record()) {
+            // The group keeps working from memory; a restart would go back
+            // to its previous record and the members would rejoin.
+            tracing::error!(group = %g.id, error = %e, "could not persist group metadata");
+        }
+    }
+
+    /// Runs `f` on the group under its lock (creating the group if asked),
+    /// then persists it if `f` changed what is persisted. None: no such group.
+    fn with_group<R>(
+        &self,
+        group_id: &str,
+        create: bool,
+        f: impl FnOnce(&mut Group, &Ctx) -> R,
+    ) -> Option<R> {
+        let mut f = Some(f);
+        loop {
+            let found = self.groups.get(group_id).map(|e| e.value().clone());
+            let arc = match found {
+                Some(arc) => arc,
+                None if create => self
+                    .groups
+                    .entry(group_id.to_string())
+                    .or_insert_with(|| {
+                        Arc::new(Mutex::new(Group::new(
+                            group_id,
+                            self.clock.unix_ms(self.clock.now()),
+                        )))
+                    })
+                    .value()
+                    .clone(),
+                None => return None,
+            };
+            let mut g = arc.lock();
+            if g.state == GroupState::Dead {
+                drop(g);
+                self.groups.remove_if(group_id, |_, v| Arc::ptr_eq(v, &arc));
+                continue;
+            }
+            let cx = self.ctx(self.clock.now());
+            let result = (f.take().expect("f runs once"))(&mut g, &cx);
+            self.persist_if_dirty(&mut g);
+            return Some(result);
+        }
+    }
+
+    fn validate_join(&self, req: &JoinRequest) -> Result<(), GroupError> {
+        if req.group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        if req.session_timeout_ms < self.config.min_session_timeout_ms
+            || req.session_timeout_ms > self.config.max_session_timeout_ms
+        {
+            return Err(GroupError::InvalidSessionTimeout);
+        }
+        if req.protocols.len() > MAX_PROTOCOLS {
+            return Err(GroupError::InvalidRequest(format!(
+                "{} protocols, at most {MAX_PROTOCOLS}",
+                req.protocols.len()
+            )));
+        }
+        let size: usize = req.protocols.iter().map(|(n, m)| n.len() + m.len()).sum();
+        if size > self.config.max_member_bytes {
+            return Err(GroupError::InvalidRequest(format!(
+                "member metadata of {size} bytes, at most {}",
+                self.config.max_member_bytes
+            )));
+        }
+        Ok(())
     }
 
     pub async fn join_group(&self, req: JoinRequest) -> Result<JoinResponse, GroupError> {
-        let _ = req;
-        todo!()
+        self.validate_join(&req)?;
+        let create = req.member_id.is_empty();
+        let outcome = self
+            .with_group(&req.group_id, create, |g, cx| g.join(&req, cx))
+            .ok_or(GroupError::UnknownMemberId)?;
+        self.wake.notify_one();
+        match outcome {
+            Outcome::Ready(result) => result,
+            Outcome::Wait(rx) => rx.await.unwrap_or(Err(GroupError::UnknownMemberId)),
+        }
     }
 
     pub async fn sync_group(&self, req: SyncRequest) -> Result<SyncResponse, GroupError> {
-        let _ = req;
-        todo!()
+        if req.group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        if req.assignments.len() > self.config.max_members {
+            return Err(GroupError::InvalidRequest(format!(
+                "{} assignments, the group may have at most {} members",
+                req.assignments.len(),
+                self.config.max_members
+            )));
+        }
+        if let Some((id, a)) = req
+            .assignments
+            .iter()
+            .find(|(_, a)| a.len() > self.config.max_member_bytes)
+        {
+            return Err(GroupError::InvalidRequest(format!(
+                "assignment of {} bytes for {id}, at most {}",
+                a.len(),
+                self.config.max_member_bytes
+            )));
+        }
+        let outcome = self
+            .with_group(&req.group_id, false, |g, cx| g.sync(&req, cx))
+            .ok_or(GroupError::UnknownMemberId)?;
+        self.wake.notify_one();
+        match outcome {
+            Outcome::Ready(result) => result,
+            Outcome::Wait(rx) => rx.await.unwrap_or(Err(GroupError::UnknownMemberId)),
+        }
     }
 
     pub fn heartbeat(
@@ -247,8 +557,13 @@ impl GroupCoordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
-        let _ = (group_id, generation_id, member_id, group_instance_id);
-        todo!()
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        self.with_group(group_id, false, |g, cx| {
+            g.heartbeat(generation_id, member_id, group_instance_id, cx)
+        })
+        .unwrap_or(Err(GroupError::UnknownMemberId))
     }
 
     /// Removes members (by member id, or by instance id when the member id is empty).
@@ -258,12 +573,21 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-        let _ = (group_id, members);
-        todo!()
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let results = self
+            .with_group(group_id, false, |g, cx| g.leave(members, cx))
+            .ok_or(GroupError::UnknownMemberId)?;
+        self.wake.notify_one();
+        Ok(results)
     }
 
     /// Commits offsets. `generation_id` -1 with an empty member id is a standalone
     /// (simple consumer) commit, allowed when the group has no members. Per-offset results in order.
+    ///
+    /// A commit with a generation to a group that does not exist is
+    /// IllegalGeneration (Kafka answers OffsetCommit v9+ GROUP_ID_NOT_FOUND there).
     pub fn commit_offsets(
         &self,
         group_id: &str,
@@ -272,14 +596,48 @@ impl GroupCoordinator {
         group_instance_id: Option<&str>,
         offsets: Vec<CommitOffset>,
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-        let _ = (
-            group_id,
-            generation_id,
-            member_id,
-            group_instance_id,
-            offsets,
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        self.with_group(group_id, generation_id < 0, |g, cx| {
+            g.validate_commit(generation_id, member_id, group_instance_id, cx)?;
+            Ok(offsets
+                .into_iter()
+                .map(|o| self.commit_one(g, o, cx))
+                .collect())
+        })
+        .unwrap_or(Err(GroupError::IllegalGeneration))
+    }
+
+    fn commit_one(&self, g: &mut Group, o: CommitOffset, cx: &Ctx) -> Result<(), GroupError> {
+        let metadata_len = o.metadata.as_ref().map_or(0, String::len);
+        if metadata_len > self.config.max_offset_metadata_bytes {
+            return Err(GroupError::OffsetMetadataTooLarge);
+        }
+        let record = OffsetRecord {
+            group: g.id.clone(),
+            topic: o.topic,
+            partition: o.partition,
+            offset: o.offset,
+            leader_epoch: o.leader_epoch,
+            metadata: o.metadata,
+            commit_timestamp_ms: cx.now_ms,
+        };
+        self.store.put_json(
+            CF_OFFSETS,
+            &offset_key(&g.id, &record.topic, record.partition),
+            &record,
+        )?;
+        g.offsets.insert(
+            (record.topic, record.partition),
+            Committed {
+                offset: record.offset,
+                leader_epoch: record.leader_epoch,
+                metadata: record.metadata,
+                commit_timestamp_ms: record.commit_timestamp_ms,
+            },
         );
-        todo!()
+        Ok(())
     }
 
     /// Committed offsets of the given partitions (None: every committed partition of the group).
@@ -288,25 +646,132 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Option<&[(String, i32)]>,
     ) -> Result<Vec<(String, i32, Option<Committed>)>, GroupError> {
-        let _ = (group_id, partitions);
-        todo!()
+        let found = self.with_group(group_id, false, |g, _| match partitions {
+            Some(ps) => ps
+                .iter()
+                .map(|(t, p)| (t.clone(), *p, g.offsets.get(&(t.clone(), *p)).cloned()))
+                .collect(),
+            None => g
+                .offsets
+                .iter()
+                .map(|((t, p), c)| (t.clone(), *p, Some(c.clone())))
+                .collect(),
+        });
+        Ok(found.unwrap_or_else(|| {
+            partitions
+                .unwrap_or(&[])
+                .iter()
+                .map(|(t, p)| (t.clone(), *p, None))
+                .collect()
+        }))
     }
 
     /// Empty filters match everything; state names as Kafka spells them (case-insensitive).
+    /// A type filter matches the protocol type, or "classic" (the group type
+    /// that ListGroups v5 filters on) for every group of this coordinator.
     pub fn list_groups(&self, states: &[String], types: &[String]) -> Vec<GroupOverview> {
-        let _ = (states, types);
-        todo!()
+        let groups: Vec<Arc<Mutex<Group>>> =
+            self.groups.iter().map(|e| e.value().clone()).collect();
+        let mut out: Vec<GroupOverview> = groups
+            .iter()
+            .filter_map(|arc| {
+                let g = arc.lock();
+                if g.state == GroupState::Dead {
+                    return None;
+                }
+                let protocol_type = g.protocol_type.clone().unwrap_or_default();
+                let state_ok = states.is_empty()
+                    || states
+                        .iter()
+                        .any(|s| s.eq_ignore_ascii_case(g.state.as_str()));
+                let type_ok = types.is_empty()
+                    || types
+                        .iter()
+                        .any(|t| t == &protocol_type || t.eq_ignore_ascii_case("classic"));
+                (state_ok && type_ok).then(|| GroupOverview {
+                    group_id: g.id.clone(),
+                    protocol_type,
+                    state: g.state,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out
     }
 
     /// An unknown group is described as Dead with no members (as Kafka does).
+    /// Outside Stable, members are listed without metadata or assignment and
+    /// the protocol name is empty (as Kafka does).
     pub fn describe_group(&self, group_id: &str) -> GroupDescription {
-        let _ = group_id;
-        todo!()
+        let found = self.with_group(group_id, false, |g, _| {
+            let stable = g.state == GroupState::Stable;
+            let protocol = if stable {
+                g.protocol_name.clone().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            GroupDescription {
+                group_id: g.id.clone(),
+                state: g.state,
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                members: g
+                    .members
+                    .values()
+                    .map(|m| MemberDescription {
+                        member_id: m.id.clone(),
+                        group_instance_id: m.instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        metadata: if stable {
+                            m.metadata(&protocol)
+                        } else {
+                            Bytes::new()
+                        },
+                        assignment: if stable {
+                            m.assignment.clone()
+                        } else {
+                            Bytes::new()
+                        },
+                    })
+                    .collect(),
+                protocol_name: protocol,
+            }
+        });
+        found.unwrap_or_else(|| GroupDescription {
+            group_id: group_id.to_string(),
+            state: GroupState::Dead,
+            protocol_type: String::new(),
+            protocol_name: String::new(),
+            members: Vec::new(),
+        })
     }
 
     pub fn delete_groups(&self, group_ids: &[String]) -> Vec<Result<(), GroupError>> {
-        let _ = group_ids;
-        todo!()
+        group_ids.iter().map(|id| self.delete_group(id)).collect()
+    }
+
+    fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
+        let Some(arc) = self.groups.get(group_id).map(|e| e.value().clone()) else {
+            return Err(GroupError::GroupIdNotFound);
+        };
+        let mut g = arc.lock();
+        match g.state {
+            GroupState::Dead => return Err(GroupError::GroupIdNotFound),
+            GroupState::Empty => {}
+            _ => return Err(GroupError::NonEmptyGroup),
+        }
+        let keys: Vec<(String, i32)> = g.offsets.keys().cloned().collect();
+        for (topic, partition) in keys {
+            self.store
+                .delete(CF_OFFSETS, &offset_key(group_id, &topic, partition))?;
+            g.offsets.remove(&(topic, partition));
+        }
+        self.store.delete(CF_GROUPS, group_id)?;
+        g.state = GroupState::Dead;
+        drop(g);
+        self.groups.remove_if(group_id, |_, v| Arc::ptr_eq(v, &arc));
+        tracing::info!(group = %group_id, "group deleted");
+        Ok(())
     }
 
     /// OffsetDelete: per-partition results; GroupSubscribedToTopic when an active
@@ -316,12 +781,46 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-        let _ = (group_id, partitions);
-        todo!()
+        self.with_group(group_id, false, |g, _| {
+            if g.state != GroupState::Empty && g.protocol_type.as_deref() != Some("consumer") {
+                return Err(GroupError::NonEmptyGroup);
+            }
+            let subscribed = g.subscribed_topics().unwrap_or_default();
+            Ok(partitions
+                .iter()
+                .map(|(topic, partition)| {
+                    if subscribed.contains(topic) {
+                        return Err(GroupError::GroupSubscribedToTopic);
+                    }
+                    let key = (topic.clone(), *partition);
+                    if g.offsets.contains_key(&key) {
+                        self.store
+                            .delete(CF_OFFSETS, &offset_key(&g.id, topic, *partition))?;
+                        g.offsets.remove(&key);
+                    }
+                    Ok(())
+                })
+                .collect())
+        })
+        .unwrap_or(Err(GroupError::GroupIdNotFound))
     }
 
     /// Every (group, topic, partition, committed) for lag in the console and metrics.
     pub fn all_committed(&self) -> Vec<(String, String, i32, Committed)> {
-        todo!()
+        let groups: Vec<Arc<Mutex<Group>>> =
+            self.groups.iter().map(|e| e.value().clone()).collect();
+        let mut out = Vec::new();
+        for arc in groups {
+            let g = arc.lock();
+            if g.state == GroupState::Dead {
+                continue;
+            }
+            out.extend(
+                g.offsets
+                    .iter()
+                    .map(|((t, p), c)| (g.id.clone(), t.clone(), *p, c.clone())),
+            );
+        }
+        out
     }
 }

@@ -43,9 +43,17 @@ pub struct Ctx {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Ctx {
+    /// The client's host as Kafka reports it ("/127.0.0.1").
+    pub fn client_host(&self) -> String {
+        self.peer
+            .map(|p| format!("/{}", p.ip()))
+            .unwrap_or_default()
+    }
+
     /// Encodes a response with the right header for this request.
     pub fn encode<R: Encodable + HeaderVersion>(&self, resp: &R) -> Bytes {
         encode_response(self.api, self.version, self.correlation_id, resp)
@@ -86,7 +94,11 @@ pub fn decode<T: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Resu
 }
 
 /// Handles one frame (without its length prefix).
-pub async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Reply, Close> {
+pub async fn handle_frame(
+    broker: &Arc<Broker>,
+    peer: Option<std::net::SocketAddr>,
+    mut frame: Bytes,
+) -> Result<Reply, Close> {
     if frame.len() < 8 {
         return Err(Close::ShortFrame(frame.len()));
     }
@@ -124,6 +136,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Repl
         version,
         correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
+        peer,
     };
     let body = &mut frame;
     use ApiKey::*;
@@ -166,6 +179,28 @@ pub async fn handle_frame(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Repl
             decode(api, version, body)?,
         )),
         IncrementalAlterConfigs => Reply::Now(api::alter_configs::handle_incremental(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        JoinGroup => api::join_group::handle(ctx, decode(api, version, body)?),
+        SyncGroup => api::sync_group::handle(ctx, decode(api, version, body)?),
+        Heartbeat => Reply::Now(api::heartbeat::handle(&ctx, decode(api, version, body)?)),
+        LeaveGroup => Reply::Now(api::leave_group::handle(&ctx, decode(api, version, body)?)),
+        OffsetCommit => Reply::Now(api::offset_commit::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        OffsetFetch => Reply::Now(api::offset_fetch::handle(&ctx, decode(api, version, body)?)),
+        ListGroups => Reply::Now(api::list_groups::handle(&ctx, decode(api, version, body)?)),
+        DescribeGroups => Reply::Now(api::describe_groups::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        DeleteGroups => Reply::Now(api::delete_groups::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        OffsetDelete => Reply::Now(api::offset_delete::handle(
             &ctx,
             decode(api, version, body)?,
         )),

@@ -3,6 +3,7 @@
 
 use kafka_protocol::ResponseError;
 
+use crate::groups::GroupError;
 use crate::log::LogError;
 use crate::topics::TopicError;
 
@@ -37,6 +38,27 @@ pub fn topic_error(e: &TopicError) -> i16 {
     }
 }
 
+pub fn group_error(e: &GroupError) -> i16 {
+    match e {
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId.code(),
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId.code(),
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration.code(),
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress.code(),
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol.code(),
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout.code(),
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached.code(),
+        GroupError::MemberIdRequired(_) => ResponseError::MemberIdRequired.code(),
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId.code(),
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound.code(),
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup.code(),
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge.code(),
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic.code(),
+        GroupError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
+        GroupError::Store(_) => ResponseError::CoordinatorNotAvailable.code(),
+    }
+}
+
+pub const INVALID_GROUP_ID: i16 = ResponseError::InvalidGroupId.code();
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
 pub const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
 pub const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.code();

@@ -79,7 +79,7 @@ async fn connection(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch:
             }
             let mut frame = buf.split_to(total);
             let _ = frame.split_to(4);
-            match dispatch::handle_frame(&broker, frame.freeze()).await {
+            match dispatch::handle_frame(&broker, peer, frame.freeze()).await {
                 Ok(reply) => {
                     if tx.send(reply).await.is_err() {
                         break 'conn; // writer gone: the peer closed

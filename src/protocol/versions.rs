@@ -46,6 +46,16 @@ pub const SUPPORTED: &[ApiRange] = &[
     r(ApiKey::IncrementalAlterConfigs, 0, 1),
     r(ApiKey::DescribeCluster, 0, 1),
     r(ApiKey::InitProducerId, 0, 5),
+    r(ApiKey::JoinGroup, 0, 9),
+    r(ApiKey::SyncGroup, 0, 5),
+    r(ApiKey::Heartbeat, 0, 4),
+    r(ApiKey::LeaveGroup, 0, 5),
+    r(ApiKey::OffsetCommit, 2, 9),
+    r(ApiKey::OffsetFetch, 1, 9),
+    r(ApiKey::ListGroups, 0, 5),
+    r(ApiKey::DescribeGroups, 0, 5),
+    r(ApiKey::DeleteGroups, 0, 2),
+    r(ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiRange> {

@@ -1,0 +1,784 @@
+"""Consumer groups with confluent-kafka-python (librdkafka 2.16), classic protocol, and
+Debian's kcat balanced consumer (librdkafka 2.0.2).
+
+What is checked, against Kafka 4.x behaviour:
+  * subscribe + consume + commit (sync, async, explicit offsets with metadata), committed()
+  * members of one group share the partitions: at every moment the owned sets (as the
+    on_assign/on_revoke callbacks report them) are disjoint, their union covers the topic,
+    and with commits every produced record is consumed exactly once across the members
+  * join / leave (LeaveGroup, fast) / crash (SIGKILL, removed after session.timeout.ms),
+    eager (range) and cooperative-sticky assignors, static membership (KIP-345)
+  * AdminClient list/describe/delete groups and list/alter committed offsets, states
+  * OffsetCommit for an unknown topic -> UNKNOWN_TOPIC_OR_PARTITION
+  * broker restart (SIGTERM) under an active group
+  * a fresh group is consuming within group.initial.rebalance.delay.ms (3 s) + 5 s
+
+Rebalances are waited for by polling (never by fixed long sleeps). Members use
+heartbeat.interval.ms=500 so that rebalances of an existing group are quick.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaError,
+                             KafkaException, TopicPartition)
+
+from kutil import admin, create_topic, kafka_error_code, kcat, producer, produce_all
+
+INITIAL_DELAY_S = 3.0   # the broker's group.initial.rebalance.delay.ms default
+
+
+def gid(tag: str = "g") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:8]}"
+
+
+def produce_spread(bootstrap: str, topic: str, partitions: int, per_partition: int, tag: str = "r"):
+    """per_partition records into each partition; returns {(partition, offset): value}."""
+    recs = [{"partition": p, "value": b"%s-p%d-%d" % (tag.encode(), p, i), "key": b"k%d" % i}
+            for i in range(per_partition) for p in range(partitions)]
+    res = produce_all(producer(bootstrap), topic, recs)
+    return {(r[1], r[2]): rec["value"] for r, rec in zip(res, recs)}
+
+
+class Member:
+    """One group member (classic protocol) polled from the test's thread.
+
+    Tracks the partitions it owns from the rebalance callbacks, every record it got,
+    and commits (synchronously, explicit offsets) after every batch. A commit that fails
+    is retried, and in on_revoke before giving partitions up; offsets whose commit never
+    succeeded before a revoke are recorded in `uncommitted_lost` (their records may
+    legitimately be consumed again by the next owner)."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, name: str, commit: bool = True, **conf):
+        c = {"bootstrap.servers": bootstrap, "group.id": group,
+             "enable.auto.commit": False, "auto.offset.reset": "earliest",
+             "heartbeat.interval.ms": 500, "session.timeout.ms": 10000,
+             "socket.timeout.ms": 10000, "client.id": name}
+        c.update(conf)
+        if c.get("group.protocol") == "consumer":     # classic-only settings are rejected
+            for k in ("heartbeat.interval.ms", "session.timeout.ms", "partition.assignment.strategy"):
+                c.pop(k, None)
+        self.name = name
+        self.topic = topic
+        self.do_commit = commit
+        self.owned: set[int] = set()
+        self.events: list[tuple[str, frozenset, float]] = []
+        self.records: list[tuple[int, int, bytes]] = []
+        self.pending: dict[int, int] = {}       # partition -> next offset not yet committed
+        self.committed_ok: dict[int, int] = {}
+        self.commit_errors: list[str] = []
+        self.uncommitted_lost: list[tuple[int, int, int]] = []   # (partition, from, to)
+        self.errors: list = []
+        self.foreign: list = []                  # records from partitions not owned
+        self.closed = False
+        self.c = Consumer(c)
+        self.c.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                         on_lost=self._on_lost)
+
+    # -- callbacks (run inside poll/consume/close on this thread)
+    def _on_assign(self, c, parts):
+        ps = frozenset(p.partition for p in parts)
+        self.events.append(("assign", ps, time.monotonic()))
+        self.owned |= ps
+
+    def _on_revoke(self, c, parts):
+        ps = frozenset(p.partition for p in parts)
+        self.events.append(("revoke", ps, time.monotonic()))
+        if self.do_commit:
+            self._commit_pending(only=ps)
+        for p in ps:
+            if p in self.pending:
+                start = self.committed_ok.get(p, 0)
+                self.uncommitted_lost.append((p, start, self.pending.pop(p)))
+        self.owned -= ps
+
+    def _on_lost(self, c, parts):
+        ps = frozenset(p.partition for p in parts)
+        self.events.append(("lost", ps, time.monotonic()))
+        for p in ps:
+            if p in self.pending:
+                self.uncommitted_lost.append((p, self.committed_ok.get(p, 0), self.pending.pop(p)))
+        self.owned -= ps
+
+    def _commit_pending(self, only=None):
+        todo = {p: o for p, o in self.pending.items() if only is None or p in only}
+        if not todo:
+            return
+        tps = [TopicPartition(self.topic, p, o) for p, o in sorted(todo.items())]
+        try:
+            res = self.c.commit(offsets=tps, asynchronous=False)
+        except KafkaException as e:
+            self.commit_errors.append(f"{self.name}: {e}")
+            return
+        for tp in res or []:
+            if tp.error is not None:
+                self.commit_errors.append(f"{self.name}: p{tp.partition}: {tp.error}")
+                continue
+            self.committed_ok[tp.partition] = tp.offset
+            if self.pending.get(tp.partition) == tp.offset:
+                del self.pending[tp.partition]
+
+    def poll(self, timeout: float = 0.05) -> int:
+        if self.closed:
+            return 0
+        msgs = self.c.consume(num_messages=500, timeout=timeout)
+        n = 0
+        for m in msgs:
+            if m.error():
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    self.errors.append(m.error())
+                continue
+            if m.partition() not in self.owned:
+                self.foreign.append((m.partition(), m.offset()))
+            self.records.append((m.partition(), m.offset(), m.value()))
+            self.pending[m.partition()] = m.offset() + 1
+            n += 1
+        if self.do_commit and self.pending:
+            self._commit_pending()
+        return n
+
+    def close(self):
+        if not self.closed:
+            if self.do_commit:
+                self._commit_pending()
+            self.c.close()
+            self.closed = True
+
+
+def check_disjoint(members):
+    live = [m for m in members if not m.closed]
+    for i, a in enumerate(live):
+        for b in live[i + 1:]:
+            both = a.owned & b.owned
+            assert not both, f"partitions {sorted(both)} owned by {a.name} and {b.name} at once"
+
+
+def poll_until(members, cond, timeout: float, what: str, extra=()):
+    """Poll every open member round robin until cond() holds; check disjointness each round."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for m in members:
+            m.poll(0.02)
+        for m in extra:
+            m()
+        check_disjoint(members)
+        if cond():
+            return
+        if time.monotonic() > deadline:
+            state = {m.name: (sorted(m.owned), len(m.records), m.events[-4:], m.errors[-3:], m.commit_errors[-3:])
+                     for m in members if not m.closed}
+            raise AssertionError(f"timeout ({timeout}s) waiting for {what}; members: {state}")
+
+
+def covers(members, partitions: int) -> bool:
+    live = [m for m in members if not m.closed]
+    owned = [m.owned for m in live]
+    return all(owned) and set().union(*owned) == set(range(partitions))
+
+
+def check_exactly_once(members, expected: dict, allow_dupes_of=()):
+    """Every expected (partition, offset) consumed, with the right value, and none twice
+    except records in a range a member gave up without committing."""
+    seen: dict = {}
+    for m in members:
+        assert not m.foreign, f"{m.name} got records of partitions it did not own: {m.foreign[:5]}"
+        assert not m.errors, f"{m.name} consumer errors: {m.errors[:5]}"
+        for p, o, v in m.records:
+            seen.setdefault((p, o), []).append((m.name, v))
+    allowed = set()
+    for m in list(members) + list(allow_dupes_of):
+        for p, a, b in m.uncommitted_lost:
+            allowed.update((p, o) for o in range(a, b))
+    missing = sorted(set(expected) - set(seen))
+    assert not missing, f"{len(missing)} records never consumed, e.g. {missing[:10]}"
+    extra = sorted(set(seen) - set(expected))
+    assert not extra, f"consumed records that were not produced: {extra[:10]}"
+    wrong = [(k, v, expected[k]) for k, vs in seen.items() for _, v in vs if v != expected[k]]
+    assert not wrong, f"wrong values: {wrong[:5]}"
+    dupes = {k: [n for n, _ in vs] for k, vs in seen.items() if len(vs) > 1 and k not in allowed}
+    commit_errors = [e for m in members for e in m.commit_errors]
+    assert not dupes, (f"{len(dupes)} records consumed twice although their offsets were committed, "
+                       f"e.g. {sorted(dupes.items())[:10]}; commit errors: {commit_errors[:5]}")
+
+
+def committed_offsets(bootstrap, group, topic, partitions):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        res = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: (tp.offset, tp.metadata or "") for tp in res}
+    finally:
+        c.close()
+
+
+# --------------------------------------------------------------------------- basics
+def test_subscribe_consume_commit_sync_async_and_metadata(broker, topic):
+    bs = broker.bootstrap
+    create_topic(bs, topic, partitions=2)
+    expected = produce_spread(bs, topic, 2, 20)
+    group = gid()
+    m = Member(bs, group, topic, "solo", commit=False)
+    try:
+        poll_until([m], lambda: len(m.records) >= 40, 20, "40 records")
+        assert m.owned == {0, 1}
+        assert m.events[0][0] == "assign" and m.events[0][1] == {0, 1}
+        assert sorted((p, o) for p, o, _ in m.records) == sorted(expected)
+        assert [o for p, o, _ in m.records if p == 0] == list(range(20))
+
+        # commit() of the consumed positions (no offsets given, synchronous): both partitions at 20
+        res = m.c.commit(asynchronous=False)
+        assert sorted((tp.partition, tp.offset, tp.error) for tp in res) == [(0, 20, None), (1, 20, None)]
+        got = m.c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+        assert [(tp.partition, tp.offset) for tp in got] == [(0, 20), (1, 20)]
+
+        # synchronous commit of explicit offsets with metadata, read back by committed()
+        long_meta = "meta-\u00e9-" + "x" * 200
+        res = m.c.commit(offsets=[TopicPartition(topic, 0, 7, metadata="m"),
+                                  TopicPartition(topic, 1, 11, metadata=long_meta)],
+                         asynchronous=False)
+        assert sorted((tp.partition, tp.offset, tp.error) for tp in res) == [(0, 7, None), (1, 11, None)]
+        got = m.c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+        assert [(tp.partition, tp.offset, tp.metadata, tp.error) for tp in got] == \
+            [(0, 7, "m", None), (1, 11, long_meta, None)]
+
+        # asynchronous commit (of explicit offsets); completion seen by on_commit-less polling
+        m.c.commit(offsets=[TopicPartition(topic, 0, 20, metadata="async")], asynchronous=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            m.c.poll(0.05)
+            got = m.c.committed([TopicPartition(topic, 0)], timeout=10)
+            if got[0].offset == 20:
+                break
+        assert (got[0].offset, got[0].metadata) == (20, "async"), f"async commit never landed: {got}"
+    finally:
+        m.close()
+
+    assert committed_offsets(bs, group, topic, 2) == {0: (20, "async"), 1: (11, long_meta)}
+    # a new member of the group starts at the committed offsets
+    more = produce_spread(bs, topic, 2, 3, tag="more")
+    want = dict(more)
+    want.update({(1, o): expected[(1, o)] for o in range(11, 20)})
+    m2 = Member(bs, group, topic, "second", commit=False)
+    try:
+        poll_until([m2], lambda: len(m2.records) >= len(want), 20, f"{len(want)} records")
+        time.sleep(0.3)
+        m2.poll(0.2)
+        assert sorted((p, o, v) for p, o, v in m2.records) == sorted((p, o, v) for (p, o), v in want.items())
+    finally:
+        m2.close()
+
+
+def test_commit_unknown_topic_is_unknown_topic_or_partition(broker, topic):
+    bs = broker.bootstrap
+    create_topic(bs, topic, partitions=1)
+    group = gid()
+    c = Consumer({"bootstrap.servers": bs, "group.id": group, "enable.auto.commit": False})
+    try:
+        missing = topic + "-does-not-exist"
+        codes = []
+        try:
+            res = c.commit(offsets=[TopicPartition(missing, 0, 5)], asynchronous=False)
+            codes = [tp.error.code() if tp.error else None for tp in res]
+        except KafkaException as e:
+            err = e.args[0]
+            codes = [err.code()]
+        assert codes == [KafkaError.UNKNOWN_TOPIC_OR_PART], codes
+        # the unknown topic was not auto-created by the commit
+        md = admin(bs).list_topics(timeout=10)
+        assert missing not in md.topics or md.topics[missing].error is not None
+        # and a valid commit in the same group still works
+        res = c.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+        assert [(tp.offset, tp.error) for tp in res] == [(3, None)]
+        got = c.committed([TopicPartition(topic, 0), TopicPartition(missing, 0)], timeout=10)
+        assert got[0].offset == 3
+        assert got[1].offset == -1001 or got[1].error is not None, got[1]
+    finally:
+        c.close()
+
+
+# --------------------------------------------------------------------------- sharing and rebalances
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_members_share_partitions_join_and_leave(broker, topic, strategy):
+    """2 members -> 3 members -> one leaves: always disjoint, always complete, exactly once."""
+    bs = broker.bootstrap
+    parts = 6
+    create_topic(bs, topic, partitions=parts)
+    group = gid()
+    conf = {"partition.assignment.strategy": strategy, "session.timeout.ms": 30000}
+    expected = produce_spread(bs, topic, parts, 10, tag="a")
+    a = Member(bs, group, topic, "A", **conf)
+    b = Member(bs, group, topic, "B", **conf)
+    members = [a, b]
+    try:
+        poll_until(members, lambda: covers(members, parts) and
+                   sum(len(m.records) for m in members) >= len(expected), 25, "A and B share 6 partitions")
+        assert len(a.owned) == 3 and len(b.owned) == 3, (a.owned, b.owned)
+
+        # third member: rebalance; still disjoint and complete
+        mark = {m.name: len(m.events) for m in (a, b)}
+        c = Member(bs, group, topic, "C", **conf)
+        members.append(c)
+        more = produce_spread(bs, topic, parts, 10, tag="b")
+        expected.update(more)
+        poll_until(members, lambda: covers(members, parts) and all(len(m.owned) == 2 for m in members), 25,
+                   "A, B and C own 2 partitions each")
+        if strategy == "cooperative-sticky":
+            # incremental: A and B never gave up all of their partitions at once
+            for m in (a, b):
+                revs = [e for e in m.events[mark[m.name]:] if e[0] == "revoke"]
+                assert revs and all(len(e[1]) == 1 for e in revs), (m.name, m.events)
+        more = produce_spread(bs, topic, parts, 10, tag="c")
+        expected.update(more)
+        poll_until(members, lambda: len({(p, o) for m in members for p, o, _ in m.records}) >= len(expected),
+                   20, "all records after the 3rd member joined")
+
+        # C leaves (LeaveGroup on close): A and B get all partitions quickly (session timeout is 30 s)
+        t0 = time.monotonic()
+        c.close()
+        poll_until(members, lambda: covers(members, parts) and len(a.owned) == 3 and len(b.owned) == 3, 12,
+                   "A and B take over C's partitions after LeaveGroup")
+        took = time.monotonic() - t0
+        assert took < 8, f"rebalance after LeaveGroup took {took:.1f}s (session timeout 30 s: leave ignored?)"
+        more = produce_spread(bs, topic, parts, 10, tag="d")
+        expected.update(more)
+        poll_until(members, lambda: len({(p, o) for m in members for p, o, _ in m.records}) >= len(expected),
+                   20, "all records after C left")
+        time.sleep(0.3)
+        for m in members:
+            m.poll(0.1)
+        check_exactly_once(members, expected)
+    finally:
+        for m in members:
+            m.close()
+    # committed offsets = end of every partition
+    assert committed_offsets(bs, group, topic, parts) == {p: (40, "") for p in range(parts)}
+
+
+CHILD = r"""
+import json, sys, time
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+bs, group, topic = sys.argv[1:4]
+def out(**kw):
+    sys.stdout.write(json.dumps(kw) + "\n"); sys.stdout.flush()
+def on_assign(c, ps): out(assign=[p.partition for p in ps])
+def on_revoke(c, ps): out(revoke=[p.partition for p in ps])
+c = Consumer({"bootstrap.servers": bs, "group.id": group, "enable.auto.commit": False,
+              "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+              "heartbeat.interval.ms": 500, "client.id": "child"})
+c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+while True:
+    msgs = c.consume(num_messages=500, timeout=0.1)
+    good = [m for m in msgs if not m.error()]
+    for m in msgs:
+        if m.error() and m.error().code() != KafkaError._PARTITION_EOF:
+            out(error=str(m.error()))
+    if good:
+        last = {}
+        for m in good:
+            last[m.partition()] = m.offset() + 1
+        recs = [[m.partition(), m.offset(), m.value().decode()] for m in good]
+        try:
+            c.commit(offsets=[TopicPartition(topic, p, o) for p, o in last.items()], asynchronous=False)
+            out(records=recs, committed=last)
+        except Exception as e:
+            out(records=recs, uncommitted=[[p, o] for p, o, _ in recs], commit_error=str(e))
+"""
+
+
+def test_killed_member_removed_after_session_timeout(broker, topic):
+    """A member in another process is killed with SIGKILL (no LeaveGroup): the broker
+    removes it after its session timeout (6 s) and the survivor gets all partitions."""
+    bs = broker.bootstrap
+    parts = 6
+    create_topic(bs, topic, partitions=parts)
+    group = gid()
+    expected = produce_spread(bs, topic, parts, 10, tag="a")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, bs, group, topic],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in child.stdout], daemon=True).start()
+    child_owned: set[int] = set()
+    child_records: list = []
+    child_errors: list = []
+    child_uncommitted: set = set()
+
+    def drain():
+        while True:
+            try:
+                ev = json.loads(lines.get_nowait())
+            except queue.Empty:
+                return
+            if "assign" in ev:
+                child_owned.update(ev["assign"])
+            if "revoke" in ev:
+                child_owned.difference_update(ev["revoke"])
+            if "records" in ev:
+                child_records.extend((p, o, v.encode()) for p, o, v in ev["records"])
+            if "error" in ev:
+                child_errors.append(ev["error"])
+            if "uncommitted" in ev:
+                child_uncommitted.update(tuple(x) for x in ev["uncommitted"])
+
+    s = Member(bs, group, topic, "survivor", **{"session.timeout.ms": 6000})
+    try:
+        def both_cover():
+            if not (s.owned and child_owned):
+                return False
+            assert not (s.owned & child_owned), f"overlap: survivor {s.owned} child {child_owned}"
+            return (s.owned | child_owned) == set(range(parts)) and \
+                len(s.records) + len(child_records) >= len(expected)
+        poll_until([s], both_cover, 30, "survivor and child share the topic", extra=[drain])
+        assert len(s.owned) == 3 and len(child_owned) == 3
+        # everything the child consumed was committed before it printed it: kill it while idle
+        time.sleep(0.3)
+        drain()
+        t0 = time.monotonic()
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        more = produce_spread(bs, topic, parts, 5, tag="b")
+        expected.update(more)
+        poll_until([s], lambda: s.owned == set(range(parts)), 6 + 12, "survivor owns every partition")
+        took = time.monotonic() - t0
+        print(f"killed member's partitions reassigned after {took:.1f}s")
+        assert took >= 3.0, (f"partitions reassigned {took:.1f}s after the kill: Kafka keeps a member "
+                             "until its session timeout (6 s) expires, not until its connection drops")
+        poll_until([s], lambda: len(s.records) + len(child_records) >= len(expected), 20, "all records")
+        time.sleep(0.3)
+        s.poll(0.2)
+        assert not child_errors, child_errors
+        seen = [(p, o) for p, o, _ in s.records + child_records]
+        seen = [k for i, k in enumerate(seen) if k not in child_uncommitted or k not in seen[:i]]
+        assert sorted(seen) == sorted(expected), (
+            f"missing {sorted(set(expected) - set(seen))[:10]}, "
+            f"twice {sorted(k for k in set(seen) if seen.count(k) > 1)[:10]}")
+        assert all(expected[(p, o)] == v for p, o, v in s.records + child_records)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        s.close()
+
+
+def test_static_member_restart_keeps_assignment_without_rebalance(broker, topic):
+    """KIP-345: a static member (group.instance.id) that restarts within its session
+    timeout gets its old assignment back; the other member sees no rebalance."""
+    bs = broker.bootstrap
+    parts = 6
+    create_topic(bs, topic, partitions=parts)
+    group = gid()
+    expected = produce_spread(bs, topic, parts, 5, tag="a")
+    conf = {"session.timeout.ms": 15000}
+    a = Member(bs, group, topic, "A", **{"group.instance.id": "inst-a"}, **conf)
+    time.sleep(0.3)
+    b = Member(bs, group, topic, "B", **{"group.instance.id": "inst-b"}, **conf)
+    members = [a, b]
+    try:
+        poll_until(members, lambda: covers(members, parts) and len(a.owned) == 3 and
+                   sum(len(m.records) for m in members) >= len(expected), 25, "A and B share the topic")
+        # a few heartbeats in Stable
+        poll_until(members, lambda: time.monotonic() > max(a.events[-1][2], b.events[-1][2]) + 1.0, 5, "settle")
+        a_events = len(a.events)
+        b_owned = set(b.owned)
+        desc = admin(bs).describe_consumer_groups([group])[group].result(10)
+        assert sorted(m.group_instance_id for m in desc.members) == ["inst-a", "inst-b"]
+        old_b_member_id = [m.member_id for m in desc.members if m.group_instance_id == "inst-b"][0]
+
+        # restart B: a static member's close sends no LeaveGroup
+        t0 = time.monotonic()
+        b.close()
+        b2 = Member(bs, group, topic, "B2", **{"group.instance.id": "inst-b"}, **conf)
+        members.append(b2)
+        more = produce_spread(bs, topic, parts, 5, tag="b")
+        expected.update(more)
+        poll_until(members, lambda: bool(b2.owned), 12, "the restarted static member gets an assignment")
+        took = time.monotonic() - t0
+        assert b2.owned == b_owned, f"restarted static member got {b2.owned}, had {b_owned}"
+        assert took < 6, f"restarted static member waited {took:.1f}s for its assignment"
+        poll_until(members, lambda: len({(p, o) for m in members for p, o, _ in m.records}) >= len(expected),
+                   15, "all records")
+        # keep polling a little: the other member must not be rebalanced later either
+        end = time.monotonic() + 2.0
+        poll_until(members, lambda: time.monotonic() > end, 5, "quiet period")
+        assert a.events[a_events:] == [], f"A saw a rebalance when static B restarted: {a.events[a_events:]}"
+        assert b2.events and all(e[0] == "assign" for e in b2.events) and len(b2.events) == 1, b2.events
+        check_exactly_once(members, expected)
+        desc = admin(bs).describe_consumer_groups([group])[group].result(10)
+        assert desc.state == ConsumerGroupState.STABLE
+        inst = {m.group_instance_id: m for m in desc.members}
+        assert sorted(inst) == ["inst-a", "inst-b"]
+        assert inst["inst-b"].member_id != old_b_member_id, "a rejoining static member gets a new member id"
+        assert {tp.partition for tp in inst["inst-b"].assignment.topic_partitions} == b_owned
+    finally:
+        for m in members:
+            m.close()
+
+
+# --------------------------------------------------------------------------- admin
+def _list_groups(a, states=None):
+    kw = {"request_timeout": 10}
+    if states is not None:
+        kw["states"] = set(states)
+    res = a.list_consumer_groups(**kw).result(15)
+    assert not res.errors, res.errors
+    return {g.group_id: g for g in res.valid}
+
+
+def test_admin_list_describe_delete_groups_and_offsets(broker, topic):
+    bs = broker.bootstrap
+    parts = 3
+    create_topic(bs, topic, partitions=parts)
+    expected = produce_spread(bs, topic, parts, 10)
+    a = admin(bs)
+    group = gid("adm")
+    m = Member(bs, group, topic, "adm-member", commit=False)
+    try:
+        poll_until([m], lambda: len(m.records) >= 30, 20, "30 records")
+        check_exactly_once([m], expected)
+        res = m.c.commit(offsets=[TopicPartition(topic, p, 10, metadata=f"meta-{p}") for p in range(parts)],
+                         asynchronous=False)
+        assert all(tp.error is None for tp in res)
+
+        listed = _list_groups(a)
+        assert group in listed, listed
+        assert listed[group].state == ConsumerGroupState.STABLE
+        assert listed[group].is_simple_consumer_group is False
+        assert group in _list_groups(a, [ConsumerGroupState.STABLE])
+        assert group not in _list_groups(a, [ConsumerGroupState.EMPTY])
+
+        desc = a.describe_consumer_groups([group])[group].result(10)
+        assert desc.group_id == group
+        assert desc.state == ConsumerGroupState.STABLE
+        assert desc.is_simple_consumer_group is False
+        assert desc.partition_assignor == "range"
+        assert len(desc.members) == 1
+        mem = desc.members[0]
+        assert mem.client_id == "adm-member"
+        assert mem.member_id.startswith("adm-member")   # Kafka: client id + "-" + uuid
+        assert mem.host
+        assert sorted((tp.topic, tp.partition) for tp in mem.assignment.topic_partitions) == \
+            [(topic, p) for p in range(parts)]
+
+        # NON_EMPTY_GROUP while a member is active
+        with pytest.raises(KafkaException) as ei:
+            a.delete_consumer_groups([group], request_timeout=10)[group].result(15)
+        assert kafka_error_code(ei.value) == KafkaError.NON_EMPTY_GROUP, ei.value
+
+        offs = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(10)
+        assert sorted((tp.topic, tp.partition, tp.offset, tp.metadata) for tp in offs.topic_partitions) == \
+            [(topic, p, 10, f"meta-{p}") for p in range(parts)]
+        offs = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(
+            group, [TopicPartition(topic, 1)])])[group].result(10)
+        assert [(tp.partition, tp.offset, tp.metadata) for tp in offs.topic_partitions] == [(1, 10, "meta-1")]
+    finally:
+        m.close()
+
+    # after the only member left: Empty (never Stable), offsets kept
+    listed = _list_groups(a)
+    assert listed[group].state == ConsumerGroupState.EMPTY, listed[group].state
+    assert group in _list_groups(a, [ConsumerGroupState.EMPTY])
+    assert group not in _list_groups(a, [ConsumerGroupState.STABLE])
+    desc = a.describe_consumer_groups([group])[group].result(10)
+    assert desc.state == ConsumerGroupState.EMPTY and desc.members == []
+
+    # alter offsets of the empty group; a new member starts there
+    alt = a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, 0, 3), TopicPartition(topic, 1, 8)])])[group].result(10)
+    assert sorted((tp.partition, tp.offset, tp.error) for tp in alt.topic_partitions) == [(0, 3, None), (1, 8, None)]
+    offs = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(10)
+    assert sorted((tp.partition, tp.offset) for tp in offs.topic_partitions) == [(0, 3), (1, 8), (2, 10)]
+    m2 = Member(bs, group, topic, "adm-member-2", commit=False)
+    try:
+        poll_until([m2], lambda: len(m2.records) >= 9, 20, "9 records from the altered offsets")
+        time.sleep(0.3)
+        m2.poll(0.2)
+        assert sorted((p, o) for p, o, _ in m2.records) == [(0, o) for o in range(3, 10)] + [(1, 8), (1, 9)]
+        # altering offsets while the group has a member: Kafka refuses (UNKNOWN_MEMBER_ID)
+        try:
+            r = a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(
+                group, [TopicPartition(topic, 0, 0)])])[group].result(10)
+            codes = [tp.error.code() if tp.error else None for tp in r.topic_partitions]
+        except KafkaException as e:
+            codes = [kafka_error_code(e)]
+        assert codes == [KafkaError.UNKNOWN_MEMBER_ID], codes
+    finally:
+        m2.close()
+
+    # a group that only committed offsets (no member ever joined): listed, Empty, simple
+    simple = gid("simple")
+    c = Consumer({"bootstrap.servers": bs, "group.id": simple, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 2, 4)], asynchronous=False)
+    finally:
+        c.close()
+    listed = _list_groups(a)
+    assert listed[simple].state == ConsumerGroupState.EMPTY
+    assert listed[simple].is_simple_consumer_group is True
+
+    # delete both: ok now, then gone (listing and offsets)
+    fs = a.delete_consumer_groups([group, simple], request_timeout=10)
+    for g, f in fs.items():
+        f.result(15)
+    listed = _list_groups(a)
+    assert group not in listed and simple not in listed
+    offs = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, 0)])])[group].result(10)
+    assert [tp.offset for tp in offs.topic_partitions] == [-1001]
+    # deleting a group that does not exist: GROUP_ID_NOT_FOUND
+    with pytest.raises(KafkaException) as ei:
+        a.delete_consumer_groups([group], request_timeout=10)[group].result(15)
+    assert kafka_error_code(ei.value) == KafkaError.GROUP_ID_NOT_FOUND, ei.value
+
+
+# --------------------------------------------------------------------------- restart, timing
+def test_broker_restart_under_active_group(broker_factory, topic):
+    b = broker_factory.start()
+    parts = 4
+    create_topic(b.bootstrap, topic, partitions=parts)
+    group = gid()
+    expected = produce_spread(b.bootstrap, topic, parts, 10, tag="a")
+    conf = {"reconnect.backoff.max.ms": 500, "session.timeout.ms": 10000}
+    m1 = Member(b.bootstrap, group, topic, "M1", **conf)
+    m2 = Member(b.bootstrap, group, topic, "M2", **conf)
+    members = [m1, m2]
+    try:
+        poll_until(members, lambda: covers(members, parts) and
+                   len({(p, o) for m in members for p, o, _ in m.records}) >= len(expected), 25, "phase 1")
+        for m in members:
+            m.poll(0.1)
+        assert not any(m.pending for m in members), [m.pending for m in members]
+
+        b.restart()   # SIGTERM (exit 0 asserted), same data dir and port
+        more = produce_spread(b.bootstrap, topic, parts, 10, tag="b")
+        expected.update(more)
+        poll_until(members, lambda: covers(members, parts) and
+                   len({(p, o) for m in members for p, o, _ in m.records}) >= len(expected), 40,
+                   "phase 2: consuming again after the broker restart")
+        time.sleep(0.5)
+        for m in members:
+            m.poll(0.1)
+        check_exactly_once(members, expected)
+    finally:
+        for m in members:
+            m.close()
+    assert committed_offsets(b.bootstrap, group, topic, parts) == {p: (20, "") for p in range(parts)}
+
+    # restart again with the group empty: a new member resumes exactly at the committed offsets
+    b.restart()
+    assert committed_offsets(b.bootstrap, group, topic, parts) == {p: (20, "") for p in range(parts)}
+    last = produce_spread(b.bootstrap, topic, parts, 2, tag="c")
+    m3 = Member(b.bootstrap, group, topic, "M3", commit=False)
+    try:
+        poll_until([m3], lambda: len(m3.records) >= len(last), 20, "records after the second restart")
+        time.sleep(0.3)
+        m3.poll(0.2)
+        assert sorted((p, o, v) for p, o, v in m3.records) == sorted((p, o, v) for (p, o), v in last.items())
+    finally:
+        m3.close()
+
+
+def test_fresh_group_of_two_consuming_quickly(broker, topic):
+    """Two members of a new group must be consuming within the initial rebalance delay
+    (3 s) + 5 s; guards against joins that stall (e.g. a JoinGroup waiting for a timeout)."""
+    bs = broker.bootstrap
+    parts = 4
+    create_topic(bs, topic, partitions=parts)
+    expected = produce_spread(bs, topic, parts, 5)
+    group = gid()
+    t0 = time.monotonic()
+    a = Member(bs, group, topic, "A")
+    b = Member(bs, group, topic, "B")
+    members = [a, b]
+    try:
+        poll_until(members, lambda: all(m.records for m in members) and covers(members, parts),
+                   INITIAL_DELAY_S + 5 + 10, "both members consuming")
+        took = time.monotonic() - t0
+        print(f"fresh group of 2 consuming after {took:.2f}s")
+        assert took <= INITIAL_DELAY_S + 5, f"a fresh group of 2 took {took:.1f}s to start consuming"
+        poll_until(members, lambda: sum(len(m.records) for m in members) >= len(expected), 10, "all")
+        check_exactly_once(members, expected)
+    finally:
+        for m in members:
+            m.close()
+
+
+# --------------------------------------------------------------------------- kcat (librdkafka 2.0.2)
+def test_kcat_balanced_consumer(broker, topic):
+    """`kcat -G` (old librdkafka: FindCoordinator v0, JoinGroup/SyncGroup/Heartbeat/LeaveGroup
+    v0, OffsetCommit v2, OffsetFetch v1): consumes everything, commits on exit, and the
+    next run of the same group resumes after the committed offsets."""
+    bs = broker.bootstrap
+    parts = 2
+    create_topic(bs, topic, partitions=parts)
+    first = produce_spread(bs, topic, parts, 5, tag="k1")
+    group = gid("kcat")
+    args = ["-b", bs, "-G", group, "-X", "auto.offset.reset=earliest", "-X", "session.timeout.ms=6000",
+            "-f", "%p|%o|%s\\n", "-e", "-q", topic]
+
+    def run():
+        cp = kcat(args, timeout=40)
+        assert cp.returncode == 0, f"kcat -G failed ({cp.returncode}): {cp.stderr.decode()[-3000:]}"
+        got = []
+        for line in cp.stdout.decode().splitlines():
+            p, o, v = line.split("|", 2)
+            got.append((int(p), int(o), v.encode()))
+        return got, cp.stderr.decode()
+
+    got, err = run()
+    assert sorted(got) == sorted((p, o, v) for (p, o), v in first.items()), err[-2000:]
+    assert committed_offsets(bs, group, topic, parts) == {0: (5, ""), 1: (5, "")}
+    second = produce_spread(bs, topic, parts, 3, tag="k2")
+    got, err = run()
+    assert sorted(got) == sorted((p, o, v) for (p, o), v in second.items()), err[-2000:]
+    assert committed_offsets(bs, group, topic, parts) == {0: (8, ""), 1: (8, "")}
+    listed = _list_groups(admin(bs))
+    assert listed[group].state == ConsumerGroupState.EMPTY
+
+
+# --------------------------------------------------------------------------- KIP-848
+KIP848 = pytest.mark.skip(reason="KIP-848 ConsumerGroupHeartbeat not implemented yet")
+
+
+@KIP848
+def test_kip848_consumer_protocol_consume_commit(broker, topic):
+    bs = broker.bootstrap
+    create_topic(bs, topic, partitions=3)
+    expected = produce_spread(bs, topic, 3, 10)
+    group = gid("kip848")
+    m = Member(bs, group, topic, "solo", **{"group.protocol": "consumer"})
+    try:
+        poll_until([m], lambda: len(m.records) >= 30, 20, "30 records")
+        assert m.owned == {0, 1, 2}
+        check_exactly_once([m], expected)
+        res = m.c.commit(offsets=[TopicPartition(topic, 0, 4, metadata="kip848")], asynchronous=False)
+        assert [(tp.offset, tp.error) for tp in res] == [(4, None)]
+        got = m.c.committed([TopicPartition(topic, 0)], timeout=10)
+        assert [(tp.offset, tp.metadata) for tp in got] == [(4, "kip848")]
+    finally:
+        m.close()
+
+
+@KIP848
+def test_kip848_two_members_exactly_once(broker, topic):
+    bs = broker.bootstrap
+    parts = 6
+    create_topic(bs, topic, partitions=parts)
+    expected = produce_spread(bs, topic, parts, 10)
+    group = gid("kip848")
+    members = [Member(bs, group, topic, n, **{"group.protocol": "consumer"}) for n in ("A", "B")]
+    try:
+        poll_until(members, lambda: covers(members, parts) and
+                   len({(p, o) for m in members for p, o, _ in m.records}) >= len(expected), 20, "shared")
+        check_exactly_once(members, expected)
+        desc = admin(bs).describe_consumer_groups([group])[group].result(10)
+        assert desc.state == ConsumerGroupState.STABLE and len(desc.members) == 2
+    finally:
+        for m in members:
+            m.close()
+    assert committed_offsets(bs, group, topic, parts) == {p: (10, "") for p in range(parts)}
