@@ -209,6 +209,11 @@ def check_exactly_once(members, expected: dict, allow_dupes_of=()):
                        f"e.g. {sorted(dupes.items())[:10]}; commit errors: {commit_errors[:5]}")
 
 
+def describe_group(bootstrap, group):
+    a = admin(bootstrap)   # keep a reference until the future resolved: a collected client never answers
+    return a.describe_consumer_groups([group])[group].result(10)
+
+
 def committed_offsets(bootstrap, group, topic, partitions):
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
@@ -486,7 +491,7 @@ def test_static_member_restart_keeps_assignment_without_rebalance(broker, topic)
         poll_until(members, lambda: time.monotonic() > max(a.events[-1][2], b.events[-1][2]) + 1.0, 5, "settle")
         a_events = len(a.events)
         b_owned = set(b.owned)
-        desc = admin(bs).describe_consumer_groups([group])[group].result(10)
+        desc = describe_group(bs, group)
         assert sorted(m.group_instance_id for m in desc.members) == ["inst-a", "inst-b"]
         old_b_member_id = [m.member_id for m in desc.members if m.group_instance_id == "inst-b"][0]
 
@@ -509,7 +514,7 @@ def test_static_member_restart_keeps_assignment_without_rebalance(broker, topic)
         assert a.events[a_events:] == [], f"A saw a rebalance when static B restarted: {a.events[a_events:]}"
         assert b2.events and all(e[0] == "assign" for e in b2.events) and len(b2.events) == 1, b2.events
         check_exactly_once(members, expected)
-        desc = admin(bs).describe_consumer_groups([group])[group].result(10)
+        desc = describe_group(bs, group)
         assert desc.state == ConsumerGroupState.STABLE
         inst = {m.group_instance_id: m for m in desc.members}
         assert sorted(inst) == ["inst-a", "inst-b"]
@@ -776,7 +781,7 @@ def test_kip848_two_members_exactly_once(broker, topic):
         poll_until(members, lambda: covers(members, parts) and
                    len({(p, o) for m in members for p, o, _ in m.records}) >= len(expected), 20, "shared")
         check_exactly_once(members, expected)
-        desc = admin(bs).describe_consumer_groups([group])[group].result(10)
+        desc = describe_group(bs, group)
         assert desc.state == ConsumerGroupState.STABLE and len(desc.members) == 2
     finally:
         for m in members:

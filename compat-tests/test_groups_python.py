@@ -36,7 +36,7 @@ def produce_spread(bootstrap, topic, partitions, per_partition, tag="r"):
 def kp_consumer(bootstrap, group, **kw):
     conf = dict(bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
                 enable_auto_commit=False, heartbeat_interval_ms=500, session_timeout_ms=10000,
-                request_timeout_ms=15000, api_version_auto_timeout_ms=10000)
+                request_timeout_ms=15000)
     conf.update(kw)
     return KafkaConsumer(**conf)
 
@@ -274,7 +274,7 @@ def test_kafka_python_admin_groups(broker, topic):
         res = adm.delete_group_offsets(group, [TopicPartition(topic, 0)])
         assert res[TopicPartition(topic, 0)].__name__ == "GroupSubscribedToTopicError", res
         res = adm.delete_groups([group])
-        assert res == [(group, "NonEmptyGroupError")], res
+        assert dict(res) == {group: "NonEmptyGroupError"}, res
     finally:
         c.close(autocommit=False)
 
@@ -287,7 +287,7 @@ def test_kafka_python_admin_groups(broker, topic):
     assert res[TopicPartition(topic, 0)].__name__ == "NoError", res
     offs = adm.list_group_offsets({group: None})[group]
     assert {tp.partition: om.offset for tp, om in offs.items() if om.offset >= 0} == {1: 2, 2: 3}
-    assert adm.delete_groups([group]) == [(group, "OK")]
+    assert dict(adm.delete_groups([group])) == {group: "OK"}
     assert group not in {g["group_id"] for g in adm.list_groups()}
     adm.close()
 

@@ -84,6 +84,7 @@ impl Broker {
         config.console = console_addr;
 
         let producer_ids = ProducerIds::open(&store)?;
+        config.groups.sync_commits = config.fsync == FsyncPolicy::Always;
         let groups = GroupCoordinator::open(store.clone(), config.groups.clone())?;
         let (tx, rx) = watch::channel(false);
         let broker = Arc::new(Broker {

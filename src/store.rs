@@ -67,6 +67,26 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Writes many values in one atomic batch; `sync` makes it durable against
+    /// power loss (a WAL fsync) before returning, else it survives a process crash.
+    pub fn put_json_many<T: Serialize>(
+        &self,
+        cf: &str,
+        items: &[(String, T)],
+        sync: bool,
+    ) -> Result<(), StoreError> {
+        let handle = self.cf(cf);
+        let mut batch = rocksdb::WriteBatch::default();
+        for (k, v) in items {
+            let bytes = serde_json::to_vec(v).expect("serializing plain structs cannot fail");
+            batch.put_cf(handle, k.as_bytes(), bytes);
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
     pub fn get_json<T: DeserializeOwned>(
         &self,
         cf: &str,

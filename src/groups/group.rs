@@ -87,12 +87,13 @@ impl Member {
     }
 }
 
-/// Kafka's InitialDelayedJoin: the first rebalance of an empty group waits
-/// `delay_ms`, extended while new members keep arriving, up to the rebalance timeout.
+/// The first rebalance of an empty group waits `delay_ms` after the last new
+/// member joined, never past `cap` (start + rebalance timeout). Kafka instead
+/// extends by whole delays (a group joining over 1 s is Stable after 2 delays);
+/// this keeps a group that forms at once Stable within one delay of its last join.
 pub(crate) struct InitialDelay {
     delay_ms: u64,
-    remaining_ms: u64,
-    new_member_added: bool,
+    cap: Instant,
 }
 
 pub(crate) enum Outcome<T, R> {
@@ -408,11 +409,8 @@ impl Group {
         let timeout_ms = self.rebalance_timeout_ms();
         if initial {
             let delay_ms = cx.config.initial_rebalance_delay_ms;
-            self.initial = Some(InitialDelay {
-                delay_ms,
-                remaining_ms: (timeout_ms.max(0) as u64).saturating_sub(delay_ms),
-                new_member_added: false,
-            });
+            let cap = cx.now + Duration::from_millis((timeout_ms.max(0) as u64).max(delay_ms));
+            self.initial = Some(InitialDelay { delay_ms, cap });
             self.join_deadline = Some(cx.now + Duration::from_millis(delay_ms));
         } else {
             self.initial = None;
@@ -578,9 +576,10 @@ impl Group {
         cx: &Ctx,
     ) -> Outcome<JoinResponse, JoinRx> {
         let (tx, rx) = oneshot::channel();
-        if let Some(init) = self.initial.as_mut() {
+        if let Some(init) = self.initial.as_ref() {
             if self.state == GroupState::PreparingRebalance {
-                init.new_member_added = true;
+                self.join_deadline =
+                    Some((cx.now + Duration::from_millis(init.delay_ms)).min(init.cap));
             }
         }
         self.add_member(Member {
@@ -871,15 +870,7 @@ impl Group {
             && self.join_deadline.is_some_and(|d| d <= now)
         {
             self.join_deadline = None;
-            match self.initial.as_mut() {
-                Some(init) if init.new_member_added && init.remaining_ms > 0 => {
-                    let delay_ms = init.delay_ms.min(init.remaining_ms);
-                    init.remaining_ms -= delay_ms;
-                    init.new_member_added = false;
-                    self.join_deadline = Some(now + Duration::from_millis(delay_ms));
-                }
-                _ => self.complete_join(cx),
-            }
+            self.complete_join(cx);
         }
 
         if self.sync_deadline.is_some_and(|d| d <= now) {

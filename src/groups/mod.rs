@@ -47,6 +47,9 @@ pub struct GroupConfig {
     pub max_member_bytes: usize,
     /// offset.metadata.max.bytes
     pub max_offset_metadata_bytes: usize,
+    /// fsync each offset commit before answering (the broker sets it with `--fsync always`);
+    /// otherwise a commit survives a process crash but not a power loss.
+    pub sync_commits: bool,
 }
 
 impl Default for GroupConfig {
@@ -59,6 +62,7 @@ impl Default for GroupConfig {
             max_members: 1000,
             max_member_bytes: 1 << 20,
             max_offset_metadata_bytes: 4096,
+            sync_commits: false,
         }
     }
 }
@@ -601,43 +605,42 @@ impl GroupCoordinator {
         }
         self.with_group(group_id, generation_id < 0, |g, cx| {
             g.validate_commit(generation_id, member_id, group_instance_id, cx)?;
-            Ok(offsets
-                .into_iter()
-                .map(|o| self.commit_one(g, o, cx))
-                .collect())
+            // Every valid offset of the request goes to the store in one write.
+            let mut results = Vec::with_capacity(offsets.len());
+            let mut records = Vec::new();
+            for o in offsets {
+                if o.metadata.as_ref().map_or(0, String::len)
+                    > self.config.max_offset_metadata_bytes
+                {
+                    results.push(Err(GroupError::OffsetMetadataTooLarge));
+                    continue;
+                }
+                results.push(Ok(()));
+                let record = OffsetRecord {
+                    group: g.id.clone(),
+                    topic: o.topic,
+                    partition: o.partition,
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata,
+                    commit_timestamp_ms: cx.now_ms,
+                };
+                records.push((offset_key(&g.id, &record.topic, record.partition), record));
+            }
+            self.store
+                .put_json_many(CF_OFFSETS, &records, self.config.sync_commits)?;
+            for (_, r) in records {
+                let committed = Committed {
+                    offset: r.offset,
+                    leader_epoch: r.leader_epoch,
+                    metadata: r.metadata,
+                    commit_timestamp_ms: r.commit_timestamp_ms,
+                };
+                g.offsets.insert((r.topic, r.partition), committed);
+            }
+            Ok(results)
         })
         .unwrap_or(Err(GroupError::IllegalGeneration))
-    }
-
-    fn commit_one(&self, g: &mut Group, o: CommitOffset, cx: &Ctx) -> Result<(), GroupError> {
-        let metadata_len = o.metadata.as_ref().map_or(0, String::len);
-        if metadata_len > self.config.max_offset_metadata_bytes {
-            return Err(GroupError::OffsetMetadataTooLarge);
-        }
-        let record = OffsetRecord {
-            group: g.id.clone(),
-            topic: o.topic,
-            partition: o.partition,
-            offset: o.offset,
-            leader_epoch: o.leader_epoch,
-            metadata: o.metadata,
-            commit_timestamp_ms: cx.now_ms,
-        };
-        self.store.put_json(
-            CF_OFFSETS,
-            &offset_key(&g.id, &record.topic, record.partition),
-            &record,
-        )?;
-        g.offsets.insert(
-            (record.topic, record.partition),
-            Committed {
-                offset: record.offset,
-                leader_epoch: record.leader_epoch,
-                metadata: record.metadata,
-                commit_timestamp_ms: record.commit_timestamp_ms,
-            },
-        );
-        Ok(())
     }
 
     /// Committed offsets of the given partitions (None: every committed partition of the group).

@@ -189,8 +189,8 @@ async fn two_members_join_one_generation_one_leader_and_sync_delivers_assignment
     let b = env.join(join_req("g", "", &["t2"]));
     settle().await;
     assert_eq!(env.state("g"), GroupState::PreparingRebalance);
-    // Initial delay (3 s) extended once because b arrived during it: done at 6 s.
-    env.advance(4900).await;
+    // The initial delay (3 s) restarts when b arrives at 1 s: done at 4 s (Kafka: 6 s).
+    env.advance(2900).await;
     assert!(!a.is_finished() && !b.is_finished());
     env.advance(100).await;
     let (a, b) = (done(a).await.unwrap(), done(b).await.unwrap());
@@ -341,7 +341,7 @@ async fn waiting_follower_is_answered_when_the_leader_never_syncs() {
     let a = env.join(join_req("g", "", &["t"]));
     settle().await;
     let b = env.join(join_req("g", "", &["t"]));
-    env.advance(6000).await;
+    env.advance(3000).await;
     let (a, b) = (done(a).await.unwrap(), done(b).await.unwrap());
     let f = env.sync(sync_req("g", 1, &b.member_id, &[]));
     // The leader heartbeats but never syncs: the rebalance timeout (60 s) ends it.

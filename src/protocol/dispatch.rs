@@ -186,10 +186,15 @@ pub async fn handle_frame(
         SyncGroup => api::sync_group::handle(ctx, decode(api, version, body)?),
         Heartbeat => Reply::Now(api::heartbeat::handle(&ctx, decode(api, version, body)?)),
         LeaveGroup => Reply::Now(api::leave_group::handle(&ctx, decode(api, version, body)?)),
-        OffsetCommit => Reply::Now(api::offset_commit::handle(
-            &ctx,
-            decode(api, version, body)?,
-        )),
+        // A commit may wait for a store write: off the reactor, like a deferred reply.
+        OffsetCommit => {
+            let req = decode(api, version, body)?;
+            Reply::Later(Box::pin(async move {
+                tokio::task::spawn_blocking(move || api::offset_commit::handle(&ctx, req))
+                    .await
+                    .ok()
+            }))
+        }
         OffsetFetch => Reply::Now(api::offset_fetch::handle(&ctx, decode(api, version, body)?)),
         ListGroups => Reply::Now(api::list_groups::handle(&ctx, decode(api, version, body)?)),
         DescribeGroups => Reply::Now(api::describe_groups::handle(
