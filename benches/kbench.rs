@@ -4,10 +4,15 @@
 //! crate), prints a Markdown table and writes it to a file:
 //!
 //! ```text
-//! cargo bench --bench kbench                      # full run, about 5 minutes, writes bench-results.md
-//! cargo bench --bench kbench -- --quick           # smoke run, about 10 seconds
+//! cargo bench --bench kbench                      # full run, about 6 minutes, writes bench-results.md
+//! cargo bench --bench kbench -- --quick           # smoke run, about 30 seconds
 //! cargo bench --bench kbench -- --out results.md --only produce,latency
+//! cargo bench --bench kbench -- --only groups      # the consumer-group table only, about 1 minute
 //! ```
+//!
+//! `--only` takes broker words (`default`, `fsync`) and scenario words (`produce`, `consume`,
+//! `latency`, `groups`); each kind left out of a list means all of that kind. The `--fsync always`
+//! broker is started only when produce or latency scenarios are selected.
 //!
 //! It builds and starts the broker itself: the binary is `$KAIROS_BIN`, else the `kairos`
 //! binary cargo built alongside this bench, else `$CARGO_TARGET_DIR/release/kairos`, else
@@ -53,6 +58,32 @@
 //!   `linger.ms=5` librdkafka holds each record up to 5 ms before sending its batch, so about
 //!   half of p50 and most of p99 is the client's linger; row 10c (linger.ms=0) shows the rest.
 //!
+//! ### Consumer groups (default-fsync broker, after the rows above)
+//! * G1: stable time. A fresh 50-partition topic; 10 librdkafka `BaseConsumer`s (classic
+//!   protocol, librdkafka's default assignors, one group id per run) are created, then all
+//!   `subscribe` one after another and are polled round-robin from one thread; the figure is the
+//!   time from the first `subscribe` until every consumer has a non-empty assignment and
+//!   together they own each of the 50 partitions exactly once (checked every ~2 ms). The target
+//!   is the broker's initial rebalance delay (3 s, kairos's and Kafka's default) + 1 s.
+//! * G2a, G2b: offset commits. A raw kafka-protocol client (no librdkafka) on 4 TCP connections,
+//!   each with up to 64 requests in flight, sends standalone OffsetCommit v8 (generation -1,
+//!   empty member id) for groups `bench-g0` .. `bench-g999` round-robin (each group always on
+//!   the same connection), committing an increasing offset for 1 (G2a) or 10 (G2b) partitions
+//!   of an existing topic per request, for 5 s (1 s with `--quick`). The rate counts partition
+//!   offsets committed per second, over the time to the last response; every response must
+//!   name each partition with error code 0 and arrive in order, or the row fails.
+//! * G3: idle group memory. 100 groups (20 with `--quick`) of 10 members, one connection per
+//!   member (all opened and warmed with ApiVersions before the first measurement, so connection
+//!   buffers are not counted). Each member sends JoinGroup v5 with an empty member id, expects
+//!   MEMBER_ID_REQUIRED (79) and rejoins with the id (session and rebalance timeouts 60 s, protocol
+//!   `consumer`/`range`, a ConsumerProtocolSubscription of the topic); the leader then sends
+//!   SyncGroup v5 with a ConsumerProtocolAssignment of 5 partitions for every member and the
+//!   followers SyncGroup too. The run checks one leader and one generation per group and that
+//!   each group's 50 partitions were handed out once each. The figure is the broker's VmRSS 2 s
+//!   after the last SyncGroup minus its VmRSS just before the first JoinGroup, divided by the
+//!   number of groups; the connections stay open meanwhile. Afterwards each group is emptied
+//!   with one batched LeaveGroup.
+//!
 //! ## Columns
 //! * **records/s**: median acknowledged (produce) or received (consume) records per second.
 //! * **MB/s**: record value bytes per second, 10^6 bytes (keys are null, framing not counted).
@@ -71,6 +102,11 @@
 //!   **peak RSS during produce**: the largest sample of rows 1-4 (or 5-8); **VmHWM**: the
 //!   kernel's own peak RSS of the process over its life (consume and latency included).
 //! * **target**: the issue's target for that figure and whether the median meets it.
+//! * Consumer groups table: **result** is G1's seconds to Stable, G2's partition offsets
+//!   committed per second, or G3's broker VmRSS growth per idle 10-member group in KB (VmRSS's
+//!   kB, 1024 bytes); **broker CPU s/M commits** is broker CPU seconds per million offsets
+//!   committed (G2 only); the CPU % columns are as above over the measured time (G1: subscribe to
+//!   Stable; G3: first JoinGroup to last SyncGroup); **runs** lists each run's result.
 //!
 //! Rates use MB = 10^6 bytes; RSS figures are MiB (2^20 bytes). Progress goes to stderr, the
 //! report to stdout and to `--out`. Run on an otherwise idle machine: client and broker share
@@ -86,7 +122,23 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use clap::Parser;
+use kafka_protocol::error::ParseResponseErrorCode;
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopicPartition;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerProtocolAssignment,
+    ConsumerProtocolSubscription, GroupId, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, RequestHeader, ResponseHeader,
+    SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -95,6 +147,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -105,7 +158,7 @@ struct Args {
     /// Write the Markdown report here.
     #[arg(long, value_name = "FILE", default_value = "bench-results.md")]
     out: PathBuf,
-    /// Short smoke run (about 10 s): 1 repeat, short runs, few records.
+    /// Short smoke run (about 30 s): 1 repeat, short runs, few records, fewer idle groups.
     #[arg(long)]
     quick: bool,
     /// Measure a server that is already running at ADDR instead of starting kairos.
@@ -141,7 +194,7 @@ struct Args {
     /// Seconds per latency run [10, --quick: 1].
     #[arg(long, value_name = "S")]
     latency_secs: Option<f64>,
-    /// Only these: any of default,fsync (broker groups) and produce,consume,latency (kinds).
+    /// Only these: any of default,fsync (brokers) and produce,consume,latency,groups (kinds).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     only: Vec<String>,
     /// Extra librdkafka producer property (repeatable), e.g. -X batch.size=2000000.
@@ -171,6 +224,10 @@ struct Plan {
     latency_rate: u64,
     latency_secs: f64,
     settle: Duration,
+    /// Seconds per offset-commit run (G2).
+    commit_secs: f64,
+    /// Groups formed in the idle-memory scenario (G3).
+    idle_groups: usize,
     producer_props: Vec<(String, String)>,
     consumer_props: Vec<(String, String)>,
 }
@@ -198,11 +255,14 @@ struct Selection {
     produce: bool,
     consume: bool,
     latency: bool,
+    groups: bool,
 }
 
 impl Selection {
     fn parse(only: &[String]) -> Result<Selection, String> {
-        let known = ["default", "fsync", "produce", "consume", "latency"];
+        let known = [
+            "default", "fsync", "produce", "consume", "latency", "groups",
+        ];
         for w in only {
             if !known.contains(&w.as_str()) {
                 return Err(format!(
@@ -213,13 +273,14 @@ impl Selection {
         }
         let has = |w: &str| only.iter().any(|x| x == w);
         let any_group = has("default") || has("fsync");
-        let any_kind = has("produce") || has("consume") || has("latency");
+        let any_kind = has("produce") || has("consume") || has("latency") || has("groups");
         Ok(Selection {
             default_group: !any_group || has("default"),
             fsync_group: !any_group || has("fsync"),
             produce: !any_kind || has("produce"),
             consume: !any_kind || has("consume"),
             latency: !any_kind || has("latency"),
+            groups: !any_kind || has("groups"),
         })
     }
 }
@@ -835,13 +896,18 @@ impl Admin {
 
     /// A fresh topic name, created with one partition when CreateTopics works.
     fn topic(&mut self, what: &str) -> String {
+        self.topic_n(what, 1)
+    }
+
+    /// A fresh topic name, created with `partitions` partitions when CreateTopics works.
+    fn topic_n(&mut self, what: &str, partitions: i32) -> String {
         self.counter += 1;
         let name = format!("kbench-{what}-{}-{}", self.nonce, self.counter);
         if let Some(admin) = &self.client {
             let opts = AdminOptions::new()
                 .operation_timeout(Some(Duration::from_secs(10)))
                 .request_timeout(Some(Duration::from_secs(10)));
-            let nt = NewTopic::new(&name, 1, TopicReplication::Fixed(1));
+            let nt = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
             let res = self.rt.block_on(admin.create_topics([&nt], &opts));
             let ok = match res {
                 Ok(v) => {
@@ -907,6 +973,8 @@ struct Run {
     other_cpu: Option<f64>,
     peak_rss_kb: Option<u64>,
     lat: Option<Lat>,
+    /// The figure of a groups row that is not a rate: seconds (G1) or KB per group (G3).
+    value: Option<f64>,
     note: Option<String>,
 }
 
@@ -1367,18 +1435,993 @@ fn latency_run(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Consumer groups
+
+/// Partitions of the topic of the stable-time and idle-memory groups.
+const GROUP_PARTITIONS: i32 = 50;
+/// Members of each group in the stable-time and idle-memory scenarios.
+const GROUP_MEMBERS: usize = 10;
+/// The broker's `group.initial.rebalance.delay.ms` (kairos's default, and Kafka's).
+const INITIAL_DELAY_S: f64 = 3.0;
+/// Groups the offset-commit scenarios spread their commits over.
+const COMMIT_GROUPS: usize = 1000;
+/// Connections of the offset-commit scenarios, and requests in flight on each.
+const COMMIT_CONNS: usize = 4;
+const COMMIT_PIPELINE: usize = 64;
+/// Partitions per assigned member in the idle-memory scenario (50 / 10).
+const IDLE_PARTITIONS_EACH: i32 = 5;
+/// Every single wait on the broker in the raw-protocol scenarios gives up after this.
+const RAW_TIMEOUT: Duration = Duration::from_secs(15);
+/// A JoinGroup or SyncGroup may wait for the initial rebalance delay: give it more.
+const REBALANCE_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn sb(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// "79 MemberIdRequired"
+fn error_name(code: i16) -> String {
+    match code.err() {
+        None => "0 (none)".into(),
+        Some(e) => format!("{code} {e:?}"),
+    }
+}
+
+/// Appends one request frame (length prefix, header, body) to `buf`.
+fn put_request<R: Encodable>(
+    buf: &mut BytesMut,
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    req: &R,
+) -> Result<(), String> {
+    let start = buf.len();
+    buf.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("kbench")))
+        .encode(buf, api.request_header_version(version))
+        .map_err(|e| format!("encoding a {api:?} v{version} request header: {e}"))?;
+    req.encode(buf, version)
+        .map_err(|e| format!("encoding a {api:?} v{version} request: {e}"))?;
+    let len = (buf.len() - start - 4) as i32;
+    buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// One response frame without its length prefix; `None` at a clean end of stream.
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(rd: &mut R) -> Result<Option<Bytes>, String> {
+    let mut len = [0u8; 4];
+    match rd.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(format!("reading a response: {e}")),
+    }
+    let n = i32::from_be_bytes(len);
+    if !(4..=(64 << 20)).contains(&n) {
+        return Err(format!("the broker sent a response frame of {n} bytes"));
+    }
+    let mut b = vec![0u8; n as usize];
+    rd.read_exact(&mut b)
+        .await
+        .map_err(|e| format!("reading a response: {e}"))?;
+    Ok(Some(Bytes::from(b)))
+}
+
+/// Correlation id and body of a response frame.
+fn decode_response<R: Decodable>(
+    api: ApiKey,
+    version: i16,
+    mut frame: Bytes,
+) -> Result<(i32, R), String> {
+    let h = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+        .map_err(|e| format!("malformed {api:?} v{version} response header: {e}"))?;
+    let r = R::decode(&mut frame, version)
+        .map_err(|e| format!("malformed {api:?} v{version} response: {e}"))?;
+    Ok((h.correlation_id, r))
+}
+
+async fn raw_connect(addr: &str) -> Result<tokio::net::TcpStream, String> {
+    let s = tokio::time::timeout(RAW_TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("connect {addr}: no answer within {RAW_TIMEOUT:?}"))?
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// A raw kafka-protocol connection with one request in flight at a time.
+struct RawConn {
+    stream: tokio::net::TcpStream,
+    next: i32,
+    buf: BytesMut,
+}
+
+impl RawConn {
+    async fn connect(addr: &str) -> Result<RawConn, String> {
+        Ok(RawConn {
+            stream: raw_connect(addr).await?,
+            next: 0,
+            buf: BytesMut::with_capacity(1024),
+        })
+    }
+
+    async fn call<Q: Encodable, P: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        req: &Q,
+        wait: Duration,
+    ) -> Result<P, String> {
+        let corr = self.next;
+        self.next = self.next.wrapping_add(1);
+        let RawConn { stream, buf, .. } = self;
+        buf.clear();
+        put_request(buf, api, version, corr, req)?;
+        let exchange = async {
+            stream
+                .write_all(buf)
+                .await
+                .map_err(|e| format!("{api:?}: sending: {e}"))?;
+            read_frame(stream)
+                .await?
+                .ok_or_else(|| format!("{api:?}: the broker closed the connection"))
+        };
+        let frame = tokio::time::timeout(wait, exchange)
+            .await
+            .map_err(|_| format!("{api:?} v{version}: no response within {wait:?}"))??;
+        let (c, resp) = decode_response(api, version, frame)?;
+        if c != corr {
+            return Err(format!(
+                "{api:?}: response with correlation id {c}, expected {corr}"
+            ));
+        }
+        Ok(resp)
+    }
+}
+
+fn raw_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))
+}
+
+/// Partition count of a topic (waiting for it to have a leader).
+fn topic_partitions(bootstrap: &str, topic: &str) -> Result<usize, String> {
+    let c: BaseConsumer<ConsCtx> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "kbench")
+        .create_with_context(ConsCtx {
+            logged: AtomicU64::new(0),
+        })
+        .map_err(|e| format!("metadata client: {e}"))?;
+    wait_topic(c.client(), topic)
+}
+
+/// A fresh topic with `partitions` partitions, or an error if the server made another count.
+fn group_topic(
+    admin: &mut Admin,
+    bootstrap: &str,
+    what: &str,
+    partitions: i32,
+) -> Result<String, String> {
+    let topic = admin.topic_n(what, partitions);
+    let n = topic_partitions(bootstrap, &topic)?;
+    if n != partitions as usize {
+        admin.delete(&topic);
+        return Err(format!(
+            "topic {topic} has {n} partitions, not {partitions} (this scenario needs CreateTopics)"
+        ));
+    }
+    Ok(topic)
+}
+
+/// G1: 10 librdkafka consumers subscribe together; seconds until every one has a non-empty
+/// assignment and together they own each partition exactly once.
+fn stable_run(bootstrap: &str, pid: Option<u32>, topic: &str, group: &str) -> Result<Run, String> {
+    let consumers = (0..GROUP_MEMBERS)
+        .map(|i| {
+            ClientConfig::new()
+                .set("bootstrap.servers", bootstrap)
+                .set("group.id", group)
+                .set("client.id", format!("kbench-stable-{i}"))
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "false")
+                .create_with_context::<_, BaseConsumer<ConsCtx>>(ConsCtx {
+                    logged: AtomicU64::new(0),
+                })
+                .map_err(|e| format!("consumer: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let limit = Duration::from_secs(30);
+    let meter = Meter::start(pid);
+    let t0 = Instant::now();
+    for c in &consumers {
+        c.subscribe(&[topic])
+            .map_err(|e| format!("subscribe: {e}"))?;
+    }
+    let mut first_err: Option<String> = None;
+    let outcome = loop {
+        for c in &consumers {
+            if let Some(Err(e)) = c.poll(Duration::ZERO) {
+                first_err.get_or_insert_with(|| e.to_string());
+            }
+        }
+        let mut owners = vec![0u32; GROUP_PARTITIONS as usize];
+        let mut sizes = Vec::with_capacity(GROUP_MEMBERS);
+        let mut foreign = 0;
+        for c in &consumers {
+            let a = c.assignment().map_err(|e| format!("assignment: {e}"))?;
+            sizes.push(a.count());
+            for e in a.elements() {
+                match usize::try_from(e.partition()) {
+                    Ok(p) if e.topic() == topic && p < owners.len() => owners[p] += 1,
+                    _ => foreign += 1,
+                }
+            }
+        }
+        let done = foreign == 0 && sizes.iter().all(|&n| n > 0) && owners.iter().all(|&n| n == 1);
+        if done {
+            break Ok(t0.elapsed().as_secs_f64());
+        }
+        if t0.elapsed() > limit {
+            let unowned = owners.iter().filter(|&&n| n == 0).count();
+            let twice = owners.iter().filter(|&&n| n > 1).count();
+            break Err(format!(
+                "not Stable after {limit:?}: assignment sizes {sizes:?}, {unowned} partitions unowned, \
+                 {twice} owned more than once, {foreign} unexpected{}",
+                first_err
+                    .as_ref()
+                    .map(|e| format!("; first consumer error: {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let metered = meter.stop();
+    // Leave the group off the clock; closing librdkafka consumers can be slow, so bounded.
+    for c in &consumers {
+        let _ = c.unsubscribe();
+    }
+    let closer = std::thread::spawn(move || drop(consumers));
+    let tc = Instant::now();
+    while !closer.is_finished() && tc.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let slow_close = !closer.is_finished();
+    let secs = outcome?;
+    let mut run = Run {
+        secs,
+        value: Some(secs),
+        ..Run::default()
+    };
+    apply(metered, &mut run);
+    if slow_close {
+        run.note = Some("the consumers had not closed 30 s after the run".into());
+    } else if let Some(e) = first_err {
+        run.note = Some(format!("consumer error during the run: {e}"));
+    }
+    Ok(run)
+}
+
+fn check_commit(resp: &OffsetCommitResponse, parts: i32, group: &str) -> Result<(), String> {
+    let [t] = resp.topics.as_slice() else {
+        return Err(format!(
+            "{group}: OffsetCommit response with {} topics, expected 1",
+            resp.topics.len()
+        ));
+    };
+    if t.partitions.len() != parts as usize {
+        return Err(format!(
+            "{group}: OffsetCommit response with {} partitions, expected {parts}",
+            t.partitions.len()
+        ));
+    }
+    if let Some(p) = t.partitions.iter().find(|p| p.error_code != 0) {
+        return Err(format!(
+            "{group}: OffsetCommit of partition {} answered error {}",
+            p.partition_index,
+            error_name(p.error_code)
+        ));
+    }
+    Ok(())
+}
+
+/// One connection of G2: OffsetCommit v8 standalone commits, up to COMMIT_PIPELINE in flight,
+/// until `deadline`. Request `seq` goes to group `(seq * COMMIT_CONNS + conn) % COMMIT_GROUPS`
+/// (so each group is always committed on the same connection) and commits offset `seq` for
+/// partitions 0..parts. Returns the requests answered and when the last answer came.
+async fn commit_conn(
+    stream: tokio::net::TcpStream,
+    conn: usize,
+    topic: TopicName,
+    groups: Arc<Vec<GroupId>>,
+    parts: i32,
+    deadline: Instant,
+) -> Result<(u64, Instant), String> {
+    const V: i16 = 8;
+    let group_of = move |seq: u64| (seq as usize * COMMIT_CONNS + conn) % COMMIT_GROUPS;
+    let (rd, mut wr) = stream.into_split();
+    let sem = Arc::new(tokio::sync::Semaphore::new(COMMIT_PIPELINE));
+    let rsem = sem.clone();
+    let rgroups = groups.clone();
+    let reader = tokio::spawn(async move {
+        let mut rd = tokio::io::BufReader::with_capacity(256 << 10, rd);
+        let mut got = 0u64;
+        let mut last = Instant::now();
+        let r: Result<(), String> = async {
+            loop {
+                let frame = match tokio::time::timeout(RAW_TIMEOUT, read_frame(&mut rd)).await {
+                    Err(_) => {
+                        return Err(format!(
+                            "no OffsetCommit response for {RAW_TIMEOUT:?} ({got} answered)"
+                        ))
+                    }
+                    Ok(r) => match r? {
+                        None => return Ok(()),
+                        Some(f) => f,
+                    },
+                };
+                let (corr, resp): (i32, OffsetCommitResponse) =
+                    decode_response(ApiKey::OffsetCommit, V, frame)?;
+                if corr != got as i32 {
+                    return Err(format!(
+                        "OffsetCommit response with correlation id {corr}, expected {}",
+                        got as i32
+                    ));
+                }
+                check_commit(&resp, parts, rgroups[group_of(got)].0.as_str())?;
+                got += 1;
+                last = Instant::now();
+                rsem.add_permits(1);
+            }
+        }
+        .await;
+        if r.is_err() {
+            rsem.close();
+        }
+        r.map(|()| (got, last))
+    });
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    let mut seq: u64 = 0;
+    let mut failure: Option<String> = None;
+    'send: while Instant::now() < deadline {
+        match tokio::time::timeout(RAW_TIMEOUT, sem.acquire()).await {
+            Err(_) => {
+                failure = Some(format!(
+                    "{COMMIT_PIPELINE} OffsetCommit requests unanswered for {RAW_TIMEOUT:?}"
+                ));
+                break;
+            }
+            Ok(Err(_)) => break, // the reader failed; its error is the one to report
+            Ok(Ok(p)) => p.forget(),
+        }
+        // Batch every free slot into one write.
+        let mut n = 0;
+        loop {
+            let req = OffsetCommitRequest::default()
+                .with_group_id(groups[group_of(seq)].clone())
+                .with_generation_id_or_member_epoch(-1)
+                .with_member_id(StrBytes::default())
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(topic.clone())
+                    .with_partitions(
+                        (0..parts)
+                            .map(|p| {
+                                OffsetCommitRequestPartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(seq as i64)
+                            })
+                            .collect(),
+                    )]);
+            if let Err(e) = put_request(&mut buf, ApiKey::OffsetCommit, V, seq as i32, &req) {
+                failure = Some(e);
+                break 'send;
+            }
+            seq += 1;
+            n += 1;
+            if n >= COMMIT_PIPELINE {
+                break;
+            }
+            match sem.try_acquire() {
+                Ok(p) => p.forget(),
+                Err(_) => break,
+            }
+        }
+        match tokio::time::timeout(RAW_TIMEOUT, wr.write_all(&buf)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failure = Some(format!("sending OffsetCommit: {e}"));
+                break;
+            }
+            Err(_) => {
+                failure = Some(format!("OffsetCommit write blocked for {RAW_TIMEOUT:?}"));
+                break;
+            }
+        }
+        buf.clear();
+    }
+    if failure.is_none() {
+        // Every slot back = every request answered.
+        match tokio::time::timeout(RAW_TIMEOUT, sem.acquire_many(COMMIT_PIPELINE as u32)).await {
+            Ok(Ok(p)) => p.forget(),
+            Ok(Err(_)) => {}
+            Err(_) => {
+                failure = Some(format!(
+                    "OffsetCommit requests still unanswered {RAW_TIMEOUT:?} after the last was sent"
+                ))
+            }
+        }
+    }
+    // End of our stream: the broker answers what it has and closes; the reader sees the end.
+    let _ = tokio::time::timeout(RAW_TIMEOUT, wr.shutdown()).await;
+    let answered = match tokio::time::timeout(RAW_TIMEOUT, reader).await {
+        Err(_) => {
+            return Err("the broker did not close the connection after the last request".into())
+        }
+        Ok(Err(e)) => return Err(format!("reader task: {e}")),
+        Ok(Ok(r)) => r?,
+    };
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if answered.0 != seq {
+        return Err(format!(
+            "{} OffsetCommit requests sent, {} answered",
+            seq, answered.0
+        ));
+    }
+    Ok(answered)
+}
+
+/// G2: standalone offset commits across COMMIT_GROUPS groups for `secs` seconds.
+fn commits_run(
+    bootstrap: &str,
+    pid: Option<u32>,
+    topic: &str,
+    parts: i32,
+    secs: f64,
+) -> Result<Run, String> {
+    let rt = raw_runtime()?;
+    let groups: Arc<Vec<GroupId>> = Arc::new(
+        (0..COMMIT_GROUPS)
+            .map(|g| GroupId(sb(format!("bench-g{g}"))))
+            .collect(),
+    );
+    let topic = TopicName(sb(topic));
+    rt.block_on(async {
+        let mut streams = Vec::new();
+        for _ in 0..COMMIT_CONNS {
+            streams.push(raw_connect(bootstrap).await?);
+        }
+        let meter = Meter::start(pid);
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs_f64(secs);
+        let tasks: Vec<_> = streams
+            .into_iter()
+            .enumerate()
+            .map(|(c, s)| {
+                tokio::spawn(commit_conn(
+                    s,
+                    c,
+                    topic.clone(),
+                    groups.clone(),
+                    parts,
+                    deadline,
+                ))
+            })
+            .collect();
+        let mut requests = 0u64;
+        let mut last = t0;
+        let mut error: Option<String> = None;
+        for (c, t) in tasks.into_iter().enumerate() {
+            match t.await {
+                Ok(Ok((n, l))) => {
+                    requests += n;
+                    last = last.max(l);
+                }
+                Ok(Err(e)) => {
+                    error.get_or_insert(format!("connection {c}: {e}"));
+                }
+                Err(e) => {
+                    error.get_or_insert(format!("connection {c}: task: {e}"));
+                }
+            }
+        }
+        let metered = meter.stop();
+        if let Some(e) = error {
+            return Err(e);
+        }
+        if requests == 0 {
+            return Err("no OffsetCommit answered".into());
+        }
+        let mut run = Run {
+            records: requests * parts as u64,
+            secs: (last - t0).as_secs_f64(),
+            ..Run::default()
+        };
+        apply(metered, &mut run);
+        Ok(run)
+    })
+}
+
+/// Version-prefixed ConsumerProtocolSubscription (v0) for one topic, as JoinGroup metadata.
+fn subscription_bytes(topic: &str) -> Result<Bytes, String> {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    ConsumerProtocolSubscription::default()
+        .with_topics(vec![sb(topic)])
+        .encode(&mut b, 0)
+        .map_err(|e| format!("encoding a subscription: {e}"))?;
+    Ok(b.freeze())
+}
+
+/// Version-prefixed ConsumerProtocolAssignment (v0): partitions `[j*5, j*5+5)` of the topic.
+fn assignment_bytes(topic: &str, j: usize) -> Result<Bytes, String> {
+    let first = j as i32 * IDLE_PARTITIONS_EACH;
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    ConsumerProtocolAssignment::default()
+        .with_assigned_partitions(vec![AssignedTopicPartition::default()
+            .with_topic(TopicName(sb(topic)))
+            .with_partitions((first..first + IDLE_PARTITIONS_EACH).collect())])
+        .encode(&mut b, 0)
+        .map_err(|e| format!("encoding an assignment: {e}"))?;
+    Ok(b.freeze())
+}
+
+/// Partitions of `topic` in a version-prefixed ConsumerProtocolAssignment.
+fn parse_assignment(topic: &str, mut b: Bytes) -> Result<Vec<i32>, String> {
+    if b.len() < 2 {
+        return Err(format!("assignment of {} bytes", b.len()));
+    }
+    let v = b.get_i16();
+    let a = ConsumerProtocolAssignment::decode(&mut b, v)
+        .map_err(|e| format!("malformed assignment: {e}"))?;
+    Ok(a.assigned_partitions
+        .iter()
+        .filter(|t| t.topic.0.as_str() == topic)
+        .flat_map(|t| t.partitions.iter().copied())
+        .collect())
+}
+
+/// What one G3 member ended with.
+struct Member {
+    group: usize,
+    member_id: StrBytes,
+    generation: i32,
+    leader: bool,
+    /// The members the leader was given (leader only).
+    members: Vec<StrBytes>,
+    partitions: Vec<i32>,
+}
+
+/// One G3 member: JoinGroup v5 (empty id → MEMBER_ID_REQUIRED → rejoin with the id), then
+/// SyncGroup v5 (the leader with an assignment for every member).
+async fn idle_member(
+    conn: &mut RawConn,
+    g: usize,
+    group: &str,
+    topic: &str,
+    metadata: Bytes,
+) -> Result<Member, String> {
+    let join = |id: StrBytes| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(sb(group)))
+            .with_session_timeout_ms(60_000)
+            .with_rebalance_timeout_ms(60_000)
+            .with_member_id(id)
+            .with_protocol_type(sb("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(sb("range"))
+                .with_metadata(metadata.clone())])
+    };
+    let r: JoinGroupResponse = conn
+        .call(
+            ApiKey::JoinGroup,
+            5,
+            &join(StrBytes::default()),
+            RAW_TIMEOUT,
+        )
+        .await?;
+    if r.error_code != 79 || r.member_id.is_empty() {
+        return Err(format!(
+            "{group}: JoinGroup without a member id answered error {} and member id {:?}; \
+             expected 79 MemberIdRequired with an id",
+            error_name(r.error_code),
+            r.member_id.as_str()
+        ));
+    }
+    let id = r.member_id;
+    let r: JoinGroupResponse = conn
+        .call(ApiKey::JoinGroup, 5, &join(id.clone()), REBALANCE_TIMEOUT)
+        .await?;
+    if r.error_code != 0 {
+        return Err(format!(
+            "{group}: JoinGroup with member id {:?} answered error {}",
+            id.as_str(),
+            error_name(r.error_code)
+        ));
+    }
+    let leader = r.leader == id;
+    let mut members: Vec<StrBytes> = r.members.iter().map(|m| m.member_id.clone()).collect();
+    members.sort();
+    let mut assignments = Vec::new();
+    if leader {
+        if members.len() != GROUP_MEMBERS {
+            return Err(format!(
+                "{group}: the leader's JoinGroup response lists {} members, expected {GROUP_MEMBERS}",
+                members.len()
+            ));
+        }
+        for (j, m) in members.iter().enumerate() {
+            assignments.push(
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(m.clone())
+                    .with_assignment(assignment_bytes(topic, j)?),
+            );
+        }
+    }
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(sb(group)))
+        .with_generation_id(r.generation_id)
+        .with_member_id(id.clone())
+        .with_protocol_type(Some(sb("consumer")))
+        .with_protocol_name(Some(sb("range")))
+        .with_assignments(assignments);
+    let s: SyncGroupResponse = conn
+        .call(ApiKey::SyncGroup, 5, &sync, REBALANCE_TIMEOUT)
+        .await?;
+    if s.error_code != 0 {
+        return Err(format!(
+            "{group}: SyncGroup of member {:?} answered error {}",
+            id.as_str(),
+            error_name(s.error_code)
+        ));
+    }
+    let partitions = parse_assignment(topic, s.assignment).map_err(|e| format!("{group}: {e}"))?;
+    Ok(Member {
+        group: g,
+        member_id: id,
+        generation: r.generation_id,
+        leader,
+        members,
+        partitions,
+    })
+}
+
+/// Checks that each group has one leader, one generation, every member once, and the
+/// partitions split without overlap.
+fn check_groups(members: &[Member], groups: usize, names: &[String]) -> Result<(), String> {
+    let mut by_group: Vec<Vec<&Member>> = (0..groups).map(|_| Vec::new()).collect();
+    for m in members {
+        by_group[m.group].push(m);
+    }
+    for (g, ms) in by_group.iter().enumerate() {
+        let name = &names[g];
+        let leaders: Vec<&&Member> = ms.iter().filter(|m| m.leader).collect();
+        let [leader] = leaders.as_slice() else {
+            return Err(format!("{name}: {} members think they lead", leaders.len()));
+        };
+        let mut ids: Vec<StrBytes> = ms.iter().map(|m| m.member_id.clone()).collect();
+        ids.sort();
+        if ids != leader.members {
+            return Err(format!(
+                "{name}: the members are not the ones the leader was given"
+            ));
+        }
+        if ms.iter().any(|m| m.generation != leader.generation) {
+            return Err(format!("{name}: members in different generations"));
+        }
+        let mut owned: Vec<i32> = ms
+            .iter()
+            .flat_map(|m| m.partitions.iter().copied())
+            .collect();
+        owned.sort_unstable();
+        if owned != (0..GROUP_PARTITIONS).collect::<Vec<_>>() {
+            return Err(format!(
+                "{name}: the members received {} partitions in all, not 0..{GROUP_PARTITIONS} once each",
+                owned.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// G3: forms `groups` groups of GROUP_MEMBERS members (one connection each) and reports the
+/// broker's VmRSS growth per group, 2 s after the last SyncGroup, connections still open.
+fn idle_groups_run(
+    bootstrap: &str,
+    pid: Option<u32>,
+    topic: &str,
+    prefix: &str,
+    groups: usize,
+) -> Result<Run, String> {
+    let pid = pid.ok_or("needs the broker's PID (--broker-pid) to read its VmRSS")?;
+    let rss =
+        || proc_status_kb(pid, "VmRSS").ok_or_else(|| format!("cannot read VmRSS of pid {pid}"));
+    let names: Vec<String> = (0..groups).map(|g| format!("{prefix}-{g}")).collect();
+    let metadata = subscription_bytes(topic)?;
+    let rt = raw_runtime()?;
+    rt.block_on(async {
+        // Connections first, each warmed with ApiVersions, so their cost is in "before".
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..groups * GROUP_MEMBERS {
+            let addr = bootstrap.to_string();
+            set.spawn(async move {
+                let mut c = RawConn::connect(&addr).await?;
+                let req = ApiVersionsRequest::default()
+                    .with_client_software_name(sb("kbench"))
+                    .with_client_software_version(sb("1"));
+                let r: ApiVersionsResponse =
+                    c.call(ApiKey::ApiVersions, 3, &req, RAW_TIMEOUT).await?;
+                if r.error_code != 0 {
+                    return Err(format!("ApiVersions answered error {}", error_name(r.error_code)));
+                }
+                Ok::<RawConn, String>(c)
+            });
+        }
+        let mut conns = Vec::with_capacity(groups * GROUP_MEMBERS);
+        while let Some(r) = set.join_next().await {
+            conns.push(r.map_err(|e| format!("connect task: {e}"))??);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = rss()?;
+        let meter = Meter::start(Some(pid));
+        let t0 = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for (i, mut conn) in conns.into_iter().enumerate() {
+            let g = i / GROUP_MEMBERS;
+            let name = names[g].clone();
+            let topic = topic.to_string();
+            let metadata = metadata.clone();
+            set.spawn(async move {
+                let r = idle_member(&mut conn, g, &name, &topic, metadata).await;
+                (conn, r)
+            });
+        }
+        let mut conns = Vec::new();
+        let mut members = Vec::new();
+        let mut error: Option<String> = None;
+        let all = tokio::time::timeout(REBALANCE_TIMEOUT + RAW_TIMEOUT, async {
+            while let Some(r) = set.join_next().await {
+                match r {
+                    Ok((conn, Ok(m))) => {
+                        conns.push(conn);
+                        members.push(m);
+                    }
+                    Ok((conn, Err(e))) => {
+                        conns.push(conn);
+                        error.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        error.get_or_insert(format!("member task: {e}"));
+                    }
+                }
+            }
+        })
+        .await;
+        let formed = t0.elapsed().as_secs_f64();
+        let metered = meter.stop();
+        if all.is_err() {
+            return Err(format!(
+                "groups not formed within {:?}: {} of {} members done",
+                REBALANCE_TIMEOUT + RAW_TIMEOUT,
+                members.len(),
+                groups * GROUP_MEMBERS
+            ));
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        check_groups(&members, groups, &names)?;
+        // Idle: no heartbeats needed within the 60 s session timeout.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = rss()?;
+        // Clean up: each leader removes its whole group (batched LeaveGroup v4).
+        let mut leave_errors = 0;
+        let mut first_leave_error = None;
+        for m in members.iter().filter(|m| m.leader) {
+            let Some(conn) = conns.first_mut() else {
+                break;
+            };
+            let req = LeaveGroupRequest::default()
+                .with_group_id(GroupId(sb(names[m.group].as_str())))
+                .with_members(
+                    m.members
+                        .iter()
+                        .map(|id| MemberIdentity::default().with_member_id(id.clone()))
+                        .collect(),
+                );
+            let r: Result<LeaveGroupResponse, String> =
+                conn.call(ApiKey::LeaveGroup, 4, &req, RAW_TIMEOUT).await;
+            let problem = match r {
+                Ok(r) if r.error_code != 0 => Some(error_name(r.error_code)),
+                Ok(r) => r
+                    .members
+                    .iter()
+                    .find(|x| x.error_code != 0)
+                    .map(|x| format!("member: {}", error_name(x.error_code))),
+                Err(e) => Some(e),
+            };
+            if let Some(p) = problem {
+                leave_errors += 1;
+                first_leave_error.get_or_insert(format!("{}: {p}", names[m.group]));
+            }
+        }
+        drop(conns);
+        let mut run = Run {
+            secs: formed,
+            value: Some((after as f64 - before as f64) / groups as f64),
+            ..Run::default()
+        };
+        apply(metered, &mut run);
+        run.note = Some(format!(
+            "{groups} groups × {GROUP_MEMBERS} members formed in {formed:.2} s; broker VmRSS {:.1} MiB before, {:.1} MiB after{}",
+            mib(before),
+            mib(after),
+            first_leave_error
+                .map(|e| format!("; {leave_errors} LeaveGroup failures at clean-up (first: {e})"))
+                .unwrap_or_default()
+        ));
+        Ok(run)
+    })
+}
+
+/// Runs a groups scenario `plan.repeats` times.
+fn repeat_runs(
+    plan: &Plan,
+    id: &str,
+    show: impl Fn(&Run) -> String,
+    mut f: impl FnMut(usize) -> Result<Run, String>,
+) -> (Vec<Run>, Option<String>) {
+    let mut runs = Vec::new();
+    for i in 0..plan.repeats {
+        match f(i) {
+            Ok(run) => {
+                eprintln!("kbench:   {id} run {}: {}", i + 1, show(&run));
+                runs.push(run);
+            }
+            Err(e) => {
+                eprintln!("kbench:   {id} run {} failed: {e}", i + 1);
+                return (runs, Some(e));
+            }
+        }
+        std::thread::sleep(plan.settle);
+    }
+    (runs, None)
+}
+
+/// The consumer-group rows (default-fsync broker only).
+fn group_rows(server: &Server, plan: &Plan, admin: &mut Admin) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let bootstrap = server.bootstrap;
+
+    let name = format!(
+        "{GROUP_MEMBERS} consumers subscribe to a {GROUP_PARTITIONS}-partition topic: until Stable"
+    );
+    eprintln!("kbench: G1: {name}");
+    let (runs, error) = repeat_runs(
+        plan,
+        "G1",
+        |r| format!("Stable after {:.2} s", r.secs),
+        |i| {
+            let topic = group_topic(admin, bootstrap, "g1", GROUP_PARTITIONS)?;
+            let r = stable_run(bootstrap, server.pid, &topic, &format!("{topic}-g{i}"));
+            admin.delete(&topic);
+            r
+        },
+    );
+    rows.push(Row {
+        id: "G1",
+        name,
+        kind: Kind::Group(GroupFig::StableSecs),
+        runs,
+        error,
+        target: Some(Target::MaxSecs(INITIAL_DELAY_S + 1.0)),
+    });
+
+    for (id, parts) in [("G2a", 1), ("G2b", 10)] {
+        let name = format!(
+            "standalone OffsetCommit v8 across {} groups, {parts} partition{} per request",
+            thousands(COMMIT_GROUPS as f64),
+            if parts == 1 { "" } else { "s" }
+        );
+        eprintln!("kbench: {id}: {name}");
+        let topic = group_topic(admin, bootstrap, &id.to_lowercase(), parts);
+        let (runs, error) = match &topic {
+            Err(e) => (Vec::new(), Some(e.clone())),
+            Ok(topic) => repeat_runs(
+                plan,
+                id,
+                |r| {
+                    format!(
+                        "{} commits/s, {} broker CPU s per M",
+                        thousands(r.rate()),
+                        opt(r.broker_s_per_m(), |v| format!("{v:.2}"))
+                    )
+                },
+                |_| commits_run(bootstrap, server.pid, topic, parts, plan.commit_secs),
+            ),
+        };
+        if let Ok(t) = &topic {
+            admin.delete(t);
+        }
+        rows.push(Row {
+            id,
+            name,
+            kind: Kind::Group(GroupFig::Commits),
+            runs,
+            error,
+            target: Some(Target::MinRate(50_000.0)),
+        });
+    }
+
+    let name = format!(
+        "{} idle groups × {GROUP_MEMBERS} members: broker RSS per group",
+        plan.idle_groups
+    );
+    eprintln!("kbench: G3: {name}");
+    let (runs, error) = repeat_runs(
+        plan,
+        "G3",
+        |r| {
+            format!(
+                "{:.1} KB per group ({})",
+                r.value.unwrap_or(f64::NAN),
+                r.note.as_deref().unwrap_or_default()
+            )
+        },
+        |i| {
+            let topic = group_topic(admin, bootstrap, "g3", GROUP_PARTITIONS)?;
+            let prefix = format!("{topic}-idle{i}");
+            let r = idle_groups_run(bootstrap, server.pid, &topic, &prefix, plan.idle_groups);
+            admin.delete(&topic);
+            r
+        },
+    );
+    rows.push(Row {
+        id: "G3",
+        name,
+        kind: Kind::Group(GroupFig::IdleKb),
+        runs,
+        error,
+        target: Some(Target::MaxKb(50.0)),
+    });
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
 // Report
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
     Throughput,
     Latency,
+    Group(GroupFig),
+}
+
+/// What a consumer-groups row reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum GroupFig {
+    /// Seconds from subscribe to Stable (`Run::value`).
+    StableSecs,
+    /// Offsets committed per second (`Run::rate`).
+    Commits,
+    /// Broker RSS KB per idle group (`Run::value`).
+    IdleKb,
 }
 
 #[derive(Clone, Debug)]
 enum Target {
     MinRate(f64),
     MaxP99(f64),
+    MaxSecs(f64),
+    MaxKb(f64),
 }
 
 struct Row {
@@ -1562,6 +2605,80 @@ impl Report {
                     opt(l(|x| x.max), |v| format!("{v:.2}")),
                     opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
                     opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
+                    target,
+                    runs.join(" / ")
+                );
+            }
+        }
+        let gr: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| matches!(r.kind, Kind::Group(_)))
+            .collect();
+        if !gr.is_empty() {
+            let _ = writeln!(s, "\n## Consumer groups\n");
+            let _ = writeln!(
+                s,
+                "| # | scenario | result | broker CPU s/M commits | broker CPU % | client CPU % | other CPU % | target | runs |"
+            );
+            let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|---|---|");
+            for r in gr {
+                if let Some(e) = &r.error {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | failed: {} | | | | | | |",
+                        r.id,
+                        r.name,
+                        e.replace('\n', " ").replace('|', "/")
+                    );
+                    continue;
+                }
+                let Kind::Group(fig) = r.kind else { continue };
+                let figure = |x: &Run| match fig {
+                    GroupFig::Commits => Some(x.rate()),
+                    GroupFig::StableSecs | GroupFig::IdleKb => x.value,
+                };
+                let show = |v: f64| match fig {
+                    GroupFig::StableSecs => format!("{v:.2} s"),
+                    GroupFig::Commits => format!("{} commits/s", thousands(v)),
+                    GroupFig::IdleKb => format!("{v:.1} KB/group"),
+                };
+                let value = med_of(&r.runs, |x| figure(x));
+                let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+                let target = match (&r.target, value) {
+                    (Some(Target::MaxSecs(t)), Some(v)) => format!(
+                        "≤ {t} s (initial rebalance delay {INITIAL_DELAY_S} s + 1 s): {}",
+                        verdict(v <= *t)
+                    ),
+                    (Some(Target::MinRate(t)), Some(v)) => {
+                        format!("≥ {}/s: {}", thousands(*t), verdict(v >= *t))
+                    }
+                    (Some(Target::MaxKb(t)), Some(v)) => {
+                        format!("< {t} KB: {}", verdict(v < *t))
+                    }
+                    _ => String::new(),
+                };
+                let runs: Vec<String> = r
+                    .runs
+                    .iter()
+                    .map(|x| figure(x).map(show).unwrap_or_default())
+                    .collect();
+                let per_m = match fig {
+                    GroupFig::Commits => {
+                        opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.2}"))
+                    }
+                    _ => "–".into(),
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.id,
+                    r.name,
+                    opt(value, show),
+                    per_m,
+                    opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::client_pct), |v| format!("{v:.0}")),
                     opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
                     target,
                     runs.join(" / ")
@@ -1850,6 +2967,9 @@ fn run_group(
             });
         }
     }
+    if sel.groups && !fsync_always {
+        rows.extend(group_rows(server, plan, &mut admin));
+    }
     rows
 }
 
@@ -1951,6 +3071,8 @@ fn real_main(args: Args) -> Result<(), String> {
         latency_rate: args.latency_rate.max(1),
         latency_secs: args.latency_secs.unwrap_or(if quick { 1.0 } else { 10.0 }),
         settle: Duration::from_millis(if quick { 50 } else { 500 }),
+        commit_secs: if quick { 1.0 } else { 5.0 },
+        idle_groups: if quick { 20 } else { 100 },
         producer_props: parse_props(&args.producer_props)?,
         consumer_props: parse_props(&args.consumer_props)?,
     };
@@ -1975,6 +3097,14 @@ fn real_main(args: Args) -> Result<(), String> {
             plan.latency_secs
         ),
     ];
+    if sel.groups && sel.default_group {
+        header.push(format!(
+            "consumer groups: G1 with librdkafka consumers (classic protocol, defaults); G2 and G3 with a raw \
+             kafka-protocol client; G2 runs of {} s over {COMMIT_CONNS} connections × {COMMIT_PIPELINE} in flight; \
+             G3 with {} groups",
+            plan.commit_secs, plan.idle_groups
+        ));
+    }
     if !plan.producer_props.is_empty() {
         header.push(format!("producer properties: {:?}", plan.producer_props));
     }
@@ -2099,7 +3229,8 @@ fn real_main(args: Args) -> Result<(), String> {
             *trouble.borrow_mut() = true;
         }
     }
-    if sel.fsync_group {
+    // The fsync broker runs only produce and latency scenarios.
+    if sel.fsync_group && (sel.produce || sel.latency) {
         if args.bootstrap.is_some() || args.broker_cmd.is_some() {
             report.notes.push(
                 "rows 5-8 and 10b (--fsync always) skipped: the harness did not start kairos"

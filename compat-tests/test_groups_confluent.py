@@ -31,7 +31,7 @@ import pytest
 from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaError,
                              KafkaException, TopicPartition)
 
-from kutil import admin, create_topic, kafka_error_code, kcat, producer, produce_all
+from kutil import admin, create_topic, kafka_error_code, kcat, kcat_bin, producer, produce_all
 
 INITIAL_DELAY_S = 3.0   # the broker's group.initial.rebalance.delay.ms default
 
@@ -242,6 +242,8 @@ def test_subscribe_consume_commit_sync_async_and_metadata(broker, topic):
         assert sorted((tp.partition, tp.offset, tp.error) for tp in res) == [(0, 20, None), (1, 20, None)]
         got = m.c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
         assert [(tp.partition, tp.offset) for tp in got] == [(0, 20), (1, 20)]
+        # the leader epoch of the consumed records (0 on a single broker) is committed and returned
+        assert [tp.leader_epoch for tp in got] == [0, 0], [tp.leader_epoch for tp in got]
 
         # synchronous commit of explicit offsets with metadata, read back by committed()
         long_meta = "meta-\u00e9-" + "x" * 200
@@ -298,6 +300,13 @@ def test_commit_unknown_topic_is_unknown_topic_or_partition(broker, topic):
         # the unknown topic was not auto-created by the commit
         md = admin(bs).list_topics(timeout=10)
         assert missing not in md.topics or md.topics[missing].error is not None
+        # metadata over offset.metadata.max.bytes (4096): OFFSET_METADATA_TOO_LARGE
+        try:
+            res = c.commit(offsets=[TopicPartition(topic, 0, 2, metadata="x" * 5000)], asynchronous=False)
+            codes = [tp.error.code() if tp.error else None for tp in res]
+        except KafkaException as e:
+            codes = [e.args[0].code()]
+        assert codes == [KafkaError.OFFSET_METADATA_TOO_LARGE], codes
         # and a valid commit in the same group still works
         res = c.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
         assert [(tp.offset, tp.error) for tp in res] == [(3, None)]
@@ -351,6 +360,8 @@ def test_members_share_partitions_join_and_leave(broker, topic, strategy):
                    "A and B take over C's partitions after LeaveGroup")
         took = time.monotonic() - t0
         assert took < 8, f"rebalance after LeaveGroup took {took:.1f}s (session timeout 30 s: leave ignored?)"
+        desc = describe_group(bs, group)
+        assert sorted(m.client_id for m in desc.members) == ["A", "B"]
         more = produce_spread(bs, topic, parts, 10, tag="d")
         expected.update(more)
         poll_until(members, lambda: len({(p, o) for m in members for p, o, _ in m.records}) >= len(expected),
@@ -454,6 +465,8 @@ def test_killed_member_removed_after_session_timeout(broker, topic):
         print(f"killed member's partitions reassigned after {took:.1f}s")
         assert took >= 3.0, (f"partitions reassigned {took:.1f}s after the kill: Kafka keeps a member "
                              "until its session timeout (6 s) expires, not until its connection drops")
+        desc = describe_group(bs, group)
+        assert desc.state == ConsumerGroupState.STABLE and [m.client_id for m in desc.members] == ["survivor"]
         poll_until([s], lambda: len(s.records) + len(child_records) >= len(expected), 20, "all records")
         time.sleep(0.3)
         s.poll(0.2)
@@ -523,6 +536,122 @@ def test_static_member_restart_keeps_assignment_without_rebalance(broker, topic)
     finally:
         for m in members:
             m.close()
+
+
+def _errors_until(m: Member, codes, timeout: float):
+    """Poll m until one of its consumer errors has a code in `codes`; returns the errors."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m.poll(0.05)
+        if any(e.code() in codes for e in m.errors):
+            return m.errors
+    raise AssertionError(f"{m.name}: no error in {codes} within {timeout}s; errors: {m.errors[:5]}, "
+                         f"events: {m.events[-3:]}")
+
+
+def test_static_member_fenced_by_duplicate_instance_id(broker, topic):
+    """A second consumer with the same group.instance.id takes the member over: the first
+    one is fenced (FENCED_INSTANCE_ID, fatal in librdkafka) and the new one gets the assignment."""
+    bs = broker.bootstrap
+    create_topic(bs, topic, partitions=2)
+    group = gid()
+    a = Member(bs, group, topic, "A", **{"group.instance.id": "dup"})
+    try:
+        poll_until([a], lambda: a.owned == {0, 1}, 15, "A assigned")
+        a2 = Member(bs, group, topic, "A2", **{"group.instance.id": "dup"})
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not (a2.owned and any(
+                    e.code() == KafkaError._FATAL or e.code() == KafkaError.FENCED_INSTANCE_ID for e in a.errors)):
+                a.poll(0.05)
+                a2.poll(0.05)
+            assert a2.owned == {0, 1}, (a2.owned, a2.events, a2.errors)
+            fatal = [e for e in a.errors if e.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID)]
+            assert fatal, f"the replaced static member was not fenced: errors {a.errors}"
+            assert any("FENCED_INSTANCE_ID" in str(e) or "fenced" in str(e).lower() for e in fatal), fatal
+            desc = describe_group(bs, group)
+            assert [m.group_instance_id for m in desc.members] == ["dup"]
+            assert desc.members[0].client_id == "A2"
+        finally:
+            a2.close()
+    finally:
+        a.closed = True   # a fatally failed consumer: close() would raise
+        try:
+            a.c.close()
+        except KafkaException:
+            pass
+
+
+def test_preparing_rebalance_state_while_a_member_has_not_rejoined(broker, topic):
+    """Eager protocol: when B joins, the group is PreparingRebalance until A (which must run
+    its revoke callback in poll()) rejoins. Commits of A's current generation are still
+    accepted in PreparingRebalance (Kafka only refuses them in CompletingRebalance)."""
+    bs = broker.bootstrap
+    create_topic(bs, topic, partitions=2)
+    expected = produce_spread(bs, topic, 2, 3)
+    group = gid()
+    a = Member(bs, group, topic, "A", commit=False)
+    b = None
+    adm = admin(bs)
+    try:
+        poll_until([a], lambda: a.owned == {0, 1} and len(a.records) == 6, 15, "A consuming alone")
+        b = Member(bs, group, topic, "B")
+        state = None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            b.poll(0.1)          # A is not polled: it cannot rejoin
+            state = adm.describe_consumer_groups([group])[group].result(10).state
+            if state == ConsumerGroupState.PREPARING_REBALANCING:
+                break
+        assert state == ConsumerGroupState.PREPARING_REBALANCING, state
+        assert group in _list_groups(adm, [ConsumerGroupState.PREPARING_REBALANCING])
+        assert group not in _list_groups(adm, [ConsumerGroupState.STABLE])
+        res = a.c.commit(offsets=[TopicPartition(topic, 0, 3, metadata="during-rebalance")], asynchronous=False)
+        assert [(tp.partition, tp.offset, tp.error) for tp in res] == [(0, 3, None)]
+        # A polls again: revoke, rejoin, both Stable with one partition each
+        poll_until([a, b], lambda: covers([a, b], 2), 15, "A and B one partition each")
+        assert describe_group(bs, group).state == ConsumerGroupState.STABLE
+        assert committed_offsets(bs, group, topic, 2)[0] == (3, "during-rebalance")
+        assert sorted((p, o) for p, o, _ in a.records) == sorted(expected)
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
+def test_join_errors_do_not_affect_the_group(broker, topic):
+    """A session timeout below group.min.session.timeout.ms (6 s) -> INVALID_SESSION_TIMEOUT;
+    a member whose assignors share none with the group -> INCONSISTENT_GROUP_PROTOCOL.
+    The group's existing member sees no rebalance."""
+    bs = broker.bootstrap
+    create_topic(bs, topic, partitions=2)
+    group = gid()
+    a = Member(bs, group, topic, "A", **{"partition.assignment.strategy": "range"})
+    try:
+        poll_until([a], lambda: a.owned == {0, 1}, 15, "A assigned")
+        events = len(a.events)
+        bad = Member(bs, group, topic, "short-session", **{"session.timeout.ms": 3000,
+                                                           "heartbeat.interval.ms": 1000})
+        try:
+            errs = _errors_until(bad, {KafkaError.INVALID_SESSION_TIMEOUT}, 10)
+            print("short session:", errs[:2])
+            assert not bad.owned
+        finally:
+            bad.close()
+        other = Member(bs, group, topic, "other-assignor", **{"partition.assignment.strategy": "roundrobin"})
+        try:
+            errs = _errors_until(other, {KafkaError.INCONSISTENT_GROUP_PROTOCOL}, 10)
+            print("inconsistent protocol:", errs[:2])
+            assert not other.owned
+            a.poll(0.5)
+        finally:
+            other.close()
+        poll_until([a], lambda: True, 1, "")
+        assert a.events[events:] == [], f"A was rebalanced by a rejected member: {a.events[events:]}"
+        desc = describe_group(bs, group)
+        assert desc.state == ConsumerGroupState.STABLE and [m.client_id for m in desc.members] == ["A"]
+    finally:
+        a.close()
 
 
 # --------------------------------------------------------------------------- admin
@@ -635,14 +764,47 @@ def test_admin_list_describe_delete_groups_and_offsets(broker, topic):
     offs = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(
         group, [TopicPartition(topic, 0)])])[group].result(10)
     assert [tp.offset for tp in offs.topic_partitions] == [-1001]
+    try:
+        d = a.describe_consumer_groups([group])[group].result(10)
+        unknown = (d.state, d.members)
+    except KafkaException as e:
+        unknown = kafka_error_code(e)
+    assert unknown in ((ConsumerGroupState.DEAD, []), KafkaError.GROUP_ID_NOT_FOUND), unknown
     # deleting a group that does not exist: GROUP_ID_NOT_FOUND
     with pytest.raises(KafkaException) as ei:
         a.delete_consumer_groups([group], request_timeout=10)[group].result(15)
     assert kafka_error_code(ei.value) == KafkaError.GROUP_ID_NOT_FOUND, ei.value
 
 
+def test_deleting_a_topic_removes_its_committed_offsets(broker, topic):
+    bs = broker.bootstrap
+    a = admin(bs)
+    create_topic(a, topic, partitions=1)
+    create_topic(a, topic + "-keep", partitions=1)
+    group = gid()
+    c = Consumer({"bootstrap.servers": bs, "group.id": group, "enable.auto.commit": False})
+    try:
+        res = c.commit(offsets=[TopicPartition(topic, 0, 1), TopicPartition(topic + "-keep", 0, 2)],
+                       asynchronous=False)
+        assert all(tp.error is None for tp in res)
+    finally:
+        c.close()
+    a.delete_topics([topic], operation_timeout=10)[topic].result(15)
+    deadline = time.monotonic() + 10
+    while True:
+        offs = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(10)
+        got = sorted((tp.topic, tp.partition, tp.offset) for tp in offs.topic_partitions)
+        if got == [(topic + "-keep", 0, 2)] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert got == [(topic + "-keep", 0, 2)], got
+
+
 # --------------------------------------------------------------------------- restart, timing
-def test_broker_restart_under_active_group(broker_factory, topic):
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_broker_restart_under_active_group(broker_factory, topic, how):
+    """The broker restarts (clean SIGTERM, or kill -9) on the same data dir while a group
+    of 2 is consuming: the members resume, nothing committed is consumed again, nothing is lost."""
     b = broker_factory.start()
     parts = 4
     create_topic(b.bootstrap, topic, partitions=parts)
@@ -659,7 +821,11 @@ def test_broker_restart_under_active_group(broker_factory, topic):
             m.poll(0.1)
         assert not any(m.pending for m in members), [m.pending for m in members]
 
-        b.restart()   # SIGTERM (exit 0 asserted), same data dir and port
+        if how == "sigterm":
+            b.restart()   # SIGTERM (exit 0 asserted), same data dir and port
+        else:
+            b.kill()
+            b.start()
         more = produce_spread(b.bootstrap, topic, parts, 10, tag="b")
         expected.update(more)
         poll_until(members, lambda: covers(members, parts) and
@@ -688,6 +854,55 @@ def test_broker_restart_under_active_group(broker_factory, topic):
         m3.close()
 
 
+def test_members_lost_while_broker_down_expire_after_restart(broker_factory, topic):
+    """A member dies (SIGKILL) while the broker is down: after the restart the group must not
+    stay Stable with a ghost member; it becomes Empty once the session timeout (6 s) passed,
+    and keeps its committed offsets."""
+    b = broker_factory.start()
+    bs = b.bootstrap
+    create_topic(bs, topic, partitions=2)
+    expected = produce_spread(bs, topic, 2, 5)
+    group = gid()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, bs, group, topic],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in child.stdout], daemon=True).start()
+    got = []
+    try:
+        deadline = time.monotonic() + 20
+        while len(got) < len(expected) and time.monotonic() < deadline:
+            try:
+                ev = json.loads(lines.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            got.extend(ev.get("records", []))
+            assert "commit_error" not in ev, ev
+        assert sorted((p, o) for p, o, _ in got) == sorted(expected)
+        b.stop()
+        child.kill()
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    b.start()
+    a = admin(bs)
+    t0 = time.monotonic()
+    states = []
+    while time.monotonic() - t0 < 6 + 8:
+        st = _list_groups(a).get(group)
+        states.append(st.state if st else None)
+        if st is not None and st.state == ConsumerGroupState.EMPTY:
+            break
+        time.sleep(0.25)
+    took = time.monotonic() - t0
+    assert states[-1] == ConsumerGroupState.EMPTY, f"group states after the restart: {sorted(set(map(str, states)))}"
+    print(f"ghost member expired {took:.1f}s after the restart; states seen {sorted(set(map(str, states)))}")
+    d = a.describe_consumer_groups([group])[group].result(10)
+    assert d.state == ConsumerGroupState.EMPTY and d.members == []
+    assert committed_offsets(bs, group, topic, 2) == {0: (5, ""), 1: (5, "")}
+
+
 def test_fresh_group_of_two_consuming_quickly(broker, topic):
     """Two members of a new group must be consuming within the initial rebalance delay
     (3 s) + 5 s; guards against joins that stall (e.g. a JoinGroup waiting for a timeout)."""
@@ -711,6 +926,39 @@ def test_fresh_group_of_two_consuming_quickly(broker, topic):
     finally:
         for m in members:
             m.close()
+
+
+def test_ten_members_fifty_partitions(broker, topic):
+    """10 members, 50 partitions (the issue's benchmark shape): 5 partitions each, disjoint,
+    every record exactly once; the time to all-assigned is printed (target: initial delay
+    + 1 s; asserted with a generous bound)."""
+    bs = broker.bootstrap
+    parts = 50
+    create_topic(bs, topic, partitions=parts)
+    expected = produce_spread(bs, topic, parts, 4)
+    group = gid("ten")
+    t0 = time.monotonic()
+    members = [Member(bs, group, topic, f"m{i}", **{"fetch.wait.max.ms": 100}) for i in range(10)]
+    try:
+        poll_until(members, lambda: covers(members, parts), INITIAL_DELAY_S + 15, "10 members assigned")
+        took = time.monotonic() - t0
+        print(f"10 members / 50 partitions all assigned after {took:.2f}s")
+        assert all(len(m.owned) == 5 for m in members), [len(m.owned) for m in members]
+        assert took <= INITIAL_DELAY_S + 7, f"10 members took {took:.1f}s to be assigned"
+        poll_until(members, lambda: len({(p, o) for m in members for p, o, _ in m.records}) >= len(expected),
+                   20, "all records")
+        time.sleep(0.3)
+        for m in members:
+            m.poll(0.05)
+        check_exactly_once(members, expected)
+        desc = describe_group(bs, group)
+        assert desc.state == ConsumerGroupState.STABLE and len(desc.members) == 10
+        assigned = sorted(tp.partition for m in desc.members for tp in m.assignment.topic_partitions)
+        assert assigned == list(range(parts))
+    finally:
+        for m in members:
+            m.close()
+    assert committed_offsets(bs, group, topic, parts) == {p: (4, "") for p in range(parts)}
 
 
 # --------------------------------------------------------------------------- kcat (librdkafka 2.0.2)
@@ -744,6 +992,37 @@ def test_kcat_balanced_consumer(broker, topic):
     assert committed_offsets(bs, group, topic, parts) == {0: (8, ""), 1: (8, "")}
     listed = _list_groups(admin(bs))
     assert listed[group].state == ConsumerGroupState.EMPTY
+
+
+def test_kcat_two_balanced_consumers_share(broker, topic):
+    """Two `kcat -G` processes (old JoinGroup v0 path: no member-id round trip) in one group
+    share a 4-partition topic; each exits at the end of its partitions; together they consume
+    every record exactly once and the group's offsets end at the log end."""
+    bs = broker.bootstrap
+    parts = 4
+    create_topic(bs, topic, partitions=parts)
+    expected = produce_spread(bs, topic, parts, 5, tag="kk")
+    group = gid("kcat2")
+    args = [kcat_bin(), "-b", bs, "-G", group, "-X", "auto.offset.reset=earliest",
+            "-X", "session.timeout.ms=6000", "-f", "%p|%o|%s\\n", "-e", "-q", topic]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=40)
+            assert p.returncode == 0, f"kcat -G failed ({p.returncode}): {err.decode()[-3000:]}"
+            outs.append([(int(a), int(b), c.encode()) for a, b, c in
+                         (line.split("|", 2) for line in out.decode().splitlines())])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    seen = sorted((p, o) for out in outs for p, o, _ in out)
+    assert seen == sorted(expected), f"kcat members: {[len(o) for o in outs]} records; got {seen}"
+    assert all(expected[(p, o)] == v for out in outs for p, o, v in out)
+    assert all(outs), f"one kcat consumed nothing: {[len(o) for o in outs]}"
+    assert committed_offsets(bs, group, topic, parts) == {p: (5, "") for p in range(parts)}
 
 
 # --------------------------------------------------------------------------- KIP-848

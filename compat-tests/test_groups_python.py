@@ -402,3 +402,79 @@ def test_aiokafka_admin_groups(broker, topic):
     assert {tp.partition: (om.offset, om.metadata) for tp, om in offs.items()} == {0: (3, "aio-adm")}
     text = repr(desc)
     assert group in text and "Empty" in text, text
+
+
+def test_kafka_python_remove_static_member_and_multi_group_admin(broker, topic):
+    """KIP-345 admin removal: a static member that stopped (static members send no
+    LeaveGroup) is removed with a batched LeaveGroup (v3+, by group.instance.id) and the
+    survivor takes its partitions long before the 30 s session timeout. Then the multi-group
+    forms: OffsetFetch v8 for two groups in one request, DescribeGroups and DeleteGroups of
+    two groups."""
+    from kafka.admin import MemberToRemove
+    bs = broker.bootstrap
+    parts = 4
+    create_topic(bs, topic, partitions=parts)
+    expected = produce_spread(bs, topic, parts, 5)
+    group = gid("kpstatic")
+    reg = {"lock": threading.Lock(), "members": []}
+    a = KPMember(bs, group, topic, "kpS1", reg, group_instance_id="s1", session_timeout_ms=30000)
+    b = KPMember(bs, group, topic, "kpS2", reg, group_instance_id="s2", session_timeout_ms=30000)
+    reg["members"] += [a, b]
+    a.start()
+    b.start()
+    adm = KafkaAdminClient(bootstrap_servers=bs, request_timeout_ms=10000)
+    try:
+        wait_for(lambda: a.owned and b.owned and (a.owned | b.owned) == set(range(parts))
+                 and len(a.records) + len(b.records) >= len(expected), 30, "two static members sharing", [a, b])
+        b.stop.set()
+        b.join(15)
+        assert not b.is_alive()
+        time.sleep(1.5)
+        with a.lock:
+            assert len(a.owned) == 2, f"a stopped static member must stay in the group: A owns {a.owned}"
+        d = adm.describe_groups([group])[group]
+        assert sorted(m["group_instance_id"] for m in d["members"]) == ["s1", "s2"]
+        s2_member_id = [m["member_id"] for m in d["members"] if m["group_instance_id"] == "s2"][0]
+        t0 = time.monotonic()
+        res = adm.remove_group_members(group, [MemberToRemove(group_instance_id="s2"),
+                                               MemberToRemove(group_instance_id="nope")])
+        # keyed by the response's member id, else its group.instance.id
+        res = {("s2" if k == s2_member_id else k): v.__name__ for k, v in res.items()}
+        assert res == {"s2": "NoError", "nope": "UnknownMemberIdError"}, res
+        wait_for(lambda: a.owned == set(range(parts)), 10, "survivor owns every partition", [a])
+        print(f"removed static member's partitions reassigned after {time.monotonic() - t0:.1f}s")
+        d = adm.describe_groups([group])[group]
+        assert [m["group_instance_id"] for m in d["members"]] == ["s1"]
+        assert d["group_state"] == "Stable"
+    finally:
+        for m in (a, b):
+            m.stop.set()
+        for m in (a, b):
+            m.join(15)
+    seen = sorted((p, o) for m in (a, b) for p, o, _ in m.records)
+    assert seen == sorted(expected), "records lost or consumed twice"
+    for m in (a, b):
+        assert not m.errors and not m.foreign, (m.name, m.errors, m.foreign)
+
+    # a second group with committed offsets only (simple consumer commits)
+    other = gid("kpother")
+    c = kp_consumer(bs, other)
+    try:
+        c.assign([TopicPartition(topic, 1)])
+        c.commit({TopicPartition(topic, 1): OffsetAndMetadata(2, "o", -1)})
+    finally:
+        c.close(autocommit=False)
+    try:
+        both = adm.list_group_offsets({group: None, other: None})     # one OffsetFetch v8, two groups
+        assert {tp.partition: om.offset for tp, om in both[group].items()} == {p: 5 for p in range(parts)}
+        assert {tp: (om.offset, om.metadata) for tp, om in both[other].items()} == \
+            {TopicPartition(topic, 1): (2, "o")}
+        ds = adm.describe_groups([group, other])
+        assert ds[group]["group_state"] == "Stable" and ds[other]["group_state"] == "Empty"
+        assert ds[other]["protocol_type"] == "" and ds[other]["members"] == []
+        # both in one DeleteGroups: the active one refused, the empty one deleted
+        res = dict(adm.delete_groups([group, other]))
+        assert res == {group: "NonEmptyGroupError", other: "OK"}, res
+        assert other not in {g["group_id"] for g in adm.list_groups()}
+    finally:
+        adm.close()

@@ -53,6 +53,15 @@ fn drain(consumers: &[&BaseConsumer], want: usize) -> BTreeMap<String, usize> {
     seen
 }
 
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn assigned(c: &BaseConsumer) -> BTreeSet<i32> {
     c.assignment()
         .unwrap()
@@ -102,6 +111,18 @@ async fn two_members_share_partitions_and_a_group_resumes_after_restart() {
     })
     .await
     .unwrap();
+    // Lag per partition is a Prometheus metric: everything consumed and committed -> 0.
+    let metrics = http_get(h.console_addr, "/metrics");
+    let lags: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("kairos_group_lag_records{"))
+        .collect();
+    assert_eq!(lags.len(), 6, "{metrics}");
+    assert!(
+        lags.iter()
+            .all(|l| l.contains("group=\"g1\"") && l.ends_with(" 0")),
+        "{lags:?}"
+    );
     h.shutdown().await;
 
     let h = start(dir.path(), |c| c.groups.initial_rebalance_delay_ms = 500).await;

@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use probe::Probe;
+pub use probe::{group_lags, Lag, Probe};
 
 use crate::broker::Broker;
 

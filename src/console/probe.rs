@@ -5,6 +5,42 @@ use metrics::{counter, gauge};
 
 use crate::broker::Broker;
 
+/// A group's lag on one partition: high watermark minus committed offset.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Lag {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+    pub high_watermark: i64,
+    pub lag: i64,
+}
+
+/// Lag of every committed partition whose topic still exists.
+pub fn group_lags(broker: &Broker) -> Vec<Lag> {
+    broker
+        .groups
+        .all_committed()
+        .into_iter()
+        .filter_map(|(group, topic, partition, c)| {
+            let hw = broker
+                .topics
+                .get(&topic)?
+                .partition(partition)?
+                .log
+                .high_watermark();
+            Some(Lag {
+                group,
+                topic,
+                partition,
+                committed: c.offset,
+                high_watermark: hw,
+                lag: (hw - c.offset).max(0),
+            })
+        })
+        .collect()
+}
+
 #[derive(Default)]
 pub struct Probe;
 
@@ -40,5 +76,14 @@ impl Probe {
         }
         gauge!("kairos_partitions").set(partitions as f64);
         gauge!("kairos_log_size_bytes").set(size as f64);
+        for lag in group_lags(broker) {
+            let labels = [
+                ("group", lag.group),
+                ("topic", lag.topic),
+                ("partition", lag.partition.to_string()),
+            ];
+            gauge!("kairos_group_committed_offset", &labels).set(lag.committed as f64);
+            gauge!("kairos_group_lag_records", &labels).set(lag.lag as f64);
+        }
     }
 }
