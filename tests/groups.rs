@@ -123,6 +123,17 @@ async fn two_members_share_partitions_and_a_group_resumes_after_restart() {
             .all(|l| l.contains("group=\"g1\"") && l.ends_with(" 0")),
         "{lags:?}"
     );
+    // And in the console: the group with its committed offsets and zero lag.
+    let detail = http_get(h.console_addr, "/api/v1/groups/g1");
+    let body: serde_json::Value =
+        serde_json::from_str(detail.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["offsets"].as_array().unwrap().len(), 6, "{body}");
+    assert_eq!(body["lag"], 0);
+    assert_eq!(
+        body["state"], "Empty",
+        "both members left: an empty group is never Stable"
+    );
+    assert!(http_get(h.console_addr, "/api/v1/groups/nope").starts_with("HTTP/1.0 404"));
     h.shutdown().await;
 
     let h = start(dir.path(), |c| c.groups.initial_rebalance_delay_ms = 500).await;

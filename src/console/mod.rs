@@ -1,4 +1,5 @@
-//! The HTTP console (axum): `/healthz`, `/metrics` (Prometheus text) now; the
+//! The HTTP console (axum): `/healthz`, `/metrics` (Prometheus text), and the
+//! read-only group views `/api/v1/groups[/{id}]` (with lag); the rest of the
 //! REST API and the web page come with their issue. Also owns the metrics
 //! recorder and the broker's [`Probe`].
 
@@ -6,7 +7,7 @@ mod probe;
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -36,6 +37,8 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
+        .route("/api/v1/groups", get(list_groups))
+        .route("/api/v1/groups/{id}", get(describe_group))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -52,6 +55,66 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
     {
         tracing::error!("console: {e}");
     }
+}
+
+/// `GET /api/v1/groups`: every group with its state, type and member count.
+async fn list_groups(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+    let groups: Vec<serde_json::Value> = broker
+        .groups
+        .list_groups(&[], &[])
+        .into_iter()
+        .map(|g| {
+            let d = broker.groups.describe_group(&g.group_id);
+            serde_json::json!({
+                "group": g.group_id,
+                "state": g.state.as_str(),
+                "protocol_type": g.protocol_type,
+                "members": d.members.len(),
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "groups": groups }))
+}
+
+/// `GET /api/v1/groups/{id}`: state, members, committed offsets and lag per partition.
+async fn describe_group(
+    State(broker): State<Arc<Broker>>,
+    Path(id): Path<String>,
+) -> axum::response::Response {
+    let d = broker.groups.describe_group(&id);
+    let offsets: Vec<Lag> = group_lags(&broker)
+        .into_iter()
+        .filter(|l| l.group == id)
+        .collect();
+    if d.state == crate::groups::GroupState::Dead && offsets.is_empty() {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": format!("group {id} not found")})),
+        )
+            .into_response();
+    }
+    let members: Vec<serde_json::Value> = d
+        .members
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "member_id": m.member_id,
+                "group_instance_id": m.group_instance_id,
+                "client_id": m.client_id,
+                "client_host": m.client_host,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({
+        "group": id,
+        "state": d.state.as_str(),
+        "protocol_type": d.protocol_type,
+        "protocol": d.protocol_name,
+        "members": members,
+        "offsets": offsets,
+        "lag": offsets.iter().map(|l| l.lag).sum::<i64>(),
+    }))
+    .into_response()
 }
 
 async fn metrics_text(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
