@@ -484,6 +484,82 @@ def test_killed_member_removed_after_session_timeout(broker, topic):
         s.close()
 
 
+def test_paused_member_expires_then_rejoins(broker, topic):
+    """A member in another process is frozen (SIGSTOP: its connections stay open, it just
+    stops heartbeating). The broker removes it after session.timeout.ms (6 s) and the survivor
+    takes over; once thawed (SIGCONT) it is told it is unknown, rejoins, and the partitions
+    are shared again. Records the zombie consumed after the thaw but could not commit may be
+    consumed twice; nothing else."""
+    bs = broker.bootstrap
+    parts = 4
+    create_topic(bs, topic, partitions=parts)
+    group = gid()
+    expected = produce_spread(bs, topic, parts, 5, tag="a")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, bs, group, topic],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in child.stdout], daemon=True).start()
+    cs = {"owned": set(), "records": [], "errors": [], "uncommitted": set(), "commit_errors": []}
+
+    def drain():
+        while True:
+            try:
+                ev = json.loads(lines.get_nowait())
+            except queue.Empty:
+                return
+            if "assign" in ev:
+                cs["owned"].update(ev["assign"])
+            if "revoke" in ev:
+                cs["owned"].difference_update(ev["revoke"])
+            if "records" in ev:
+                cs["records"].extend((p, o, v.encode()) for p, o, v in ev["records"])
+            if "uncommitted" in ev:
+                cs["uncommitted"].update(tuple(x) for x in ev["uncommitted"])
+                cs["commit_errors"].append(ev["commit_error"])
+
+    s = Member(bs, group, topic, "survivor", **{"session.timeout.ms": 6000})
+
+    def shared():
+        drain()
+        if not (s.owned and cs["owned"]):
+            return False
+        return (s.owned | cs["owned"]) == set(range(parts)) and not (s.owned & cs["owned"])
+
+    def consumed(n):
+        return len({(p, o) for p, o, _ in s.records + cs["records"]}) >= n
+    try:
+        poll_until([s], lambda: shared() and consumed(len(expected)), 30, "survivor and child share", extra=[drain])
+        time.sleep(0.3)
+        drain()
+        child.send_signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        poll_until([s], lambda: s.owned == set(range(parts)), 6 + 12, "survivor owns every partition")
+        took = time.monotonic() - t0
+        print(f"frozen member expired after {took:.1f}s")
+        assert took >= 4.0, f"a frozen member (connection open) was removed after {took:.1f}s < session timeout 6 s"
+        expected.update(produce_spread(bs, topic, parts, 5, tag="b"))
+        poll_until([s], lambda: consumed(len(expected)), 20, "survivor consumes the 2nd batch")
+        child.send_signal(signal.SIGCONT)
+        poll_until([s], shared, 25, "the thawed member rejoined and shares again", extra=[drain])
+        expected.update(produce_spread(bs, topic, parts, 5, tag="c"))
+        poll_until([s], lambda: consumed(len(expected)), 20, "3rd batch", extra=[drain])
+        time.sleep(0.5)
+        s.poll(0.2)
+        drain()
+        seen = [(p, o) for p, o, _ in s.records + cs["records"]]
+        assert sorted(set(seen)) == sorted(expected), f"missing {sorted(set(expected) - set(seen))[:10]}"
+        twice = sorted({k for k in seen if seen.count(k) > 1} - cs["uncommitted"])
+        assert not twice, (f"consumed twice although committed: {twice[:10]}; "
+                           f"child commit errors: {cs['commit_errors'][:3]}")
+        print("zombie commit errors:", cs["commit_errors"][:3])
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGCONT)
+            child.kill()
+            child.wait()
+        s.close()
+
+
 def test_static_member_restart_keeps_assignment_without_rebalance(broker, topic):
     """KIP-345: a static member (group.instance.id) that restarts within its session
     timeout gets its old assignment back; the other member sees no rebalance."""

@@ -78,6 +78,8 @@ pub struct FileConfig {
     pub fsync_interval_ms: Option<u64>,
     pub max_request_bytes: Option<usize>,
     pub retention_check_interval_ms: Option<u64>,
+    /// Kafka's group.initial.rebalance.delay.ms (default 3000).
+    pub group_initial_rebalance_delay_ms: Option<u64>,
     #[serde(default, alias = "topic_defaults")]
     pub topic_defaults: BTreeMap<String, toml::Value>,
 }
@@ -119,6 +121,9 @@ impl FileConfig {
         if let Some(v) = self.retention_check_interval_ms {
             cfg.retention_check_interval_ms = v;
         }
+        if let Some(v) = self.group_initial_rebalance_delay_ms {
+            cfg.groups.initial_rebalance_delay_ms = v;
+        }
         for (k, v) in self.topic_defaults {
             let s = match v {
                 toml::Value::String(s) => s,
@@ -153,7 +158,7 @@ mod tests {
     #[test]
     fn toml_file_overrides_defaults() {
         let f = FileConfig::parse(
-            "listen = \"127.0.0.1:19092\"\nfsync = \"always\"\npartitions = 4\n[topic_defaults]\n\"retention.ms\" = 1000\n",
+            "listen = \"127.0.0.1:19092\"\nfsync = \"always\"\npartitions = 4\ngroup-initial-rebalance-delay-ms = 0\n[topic_defaults]\n\"retention.ms\" = 1000\n",
         )
         .unwrap();
         let mut c = BrokerConfig::default();
@@ -161,6 +166,7 @@ mod tests {
         assert_eq!(c.listen.port(), 19092);
         assert_eq!(c.fsync, FsyncPolicy::Always);
         assert_eq!(c.default_partitions, 4);
+        assert_eq!(c.groups.initial_rebalance_delay_ms, 0);
         assert_eq!(c.topic_defaults["retention.ms"], "1000");
     }
 
