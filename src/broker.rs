@@ -115,6 +115,20 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Deletes a topic with everything that refers to it (committed offsets).
+    pub fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, crate::topics::TopicError> {
+        let id = self.topics.delete(name)?;
+        if let Err(e) = self.groups.forget_topic(name) {
+            tracing::error!(
+                topic = name,
+                "forgetting committed offsets of the deleted topic: {e}"
+            );
+        }
+        Ok(id)
+    }
+}
+
 impl BrokerHandle {
     /// Stops accepting, finishes in-flight requests, flushes, closes.
     pub async fn shutdown(self) {

@@ -43,7 +43,8 @@ impl MetaStore {
         opts.set_keep_log_file_num(3);
         let cfs = CFS
             .iter()
-            .map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+            // Each column family gets the same small memtables (the default is 64 MiB each).
+            .map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         Ok(MetaStore { db })
     }

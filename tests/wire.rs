@@ -223,3 +223,58 @@ async fn hostile_frames_do_not_disturb_other_clients() {
     assert_eq!(api_versions_ok(addr).await.error_code, 0);
     h.shutdown().await;
 }
+
+/// Regression: deferred replies used to start only when the writer reached
+/// them, so a pipelined OffsetFetch ran before the OffsetCommit sent ahead of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_pipelined_commit_then_fetch_sees_the_commit() {
+    use kafka_protocol::messages::*;
+    let dir = tempfile::tempdir().unwrap();
+    let h = common::start(dir.path(), |_| {}).await;
+    h.broker
+        .topics
+        .create("t", 1, 1, Default::default(), 1)
+        .unwrap();
+    let mut s = TcpStream::connect(h.kafka_addr).await.unwrap();
+    let mut burst = BytesMut::new();
+    for (i, offset) in [10i64, 20, 30].iter().enumerate() {
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("ordered")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(*offset),
+                    ]),
+            ]);
+        burst.extend_from_slice(&frame(ApiKey::OffsetCommit, 8, 2 * i as i32, &commit));
+        let fetch = OffsetFetchRequest::default().with_groups(vec![
+            offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("ordered")))
+                .with_topics(None),
+        ]);
+        burst.extend_from_slice(&frame(ApiKey::OffsetFetch, 8, 2 * i as i32 + 1, &fetch));
+    }
+    s.write_all(&burst).await.unwrap();
+    for (i, offset) in [10i64, 20, 30].iter().enumerate() {
+        let mut b = read_frame(&mut s).await.unwrap();
+        assert_eq!(
+            ResponseHeader::decode(&mut b, 1).unwrap().correlation_id,
+            2 * i as i32
+        );
+        let mut b = read_frame(&mut s).await.unwrap();
+        assert_eq!(
+            ResponseHeader::decode(&mut b, 1).unwrap().correlation_id,
+            2 * i as i32 + 1
+        );
+        let r = OffsetFetchResponse::decode(&mut b, 8).unwrap();
+        assert_eq!(
+            r.groups[0].topics[0].partitions[0].committed_offset,
+            *offset
+        );
+    }
+    h.shutdown().await;
+}

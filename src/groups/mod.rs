@@ -808,6 +808,27 @@ impl GroupCoordinator {
         .unwrap_or(Err(GroupError::GroupIdNotFound))
     }
 
+    /// A deleted topic's committed offsets are forgotten by every group (as Kafka
+    /// does), so that a topic re-created under the same name starts fresh.
+    pub fn forget_topic(&self, topic: &str) -> Result<(), StoreError> {
+        let groups: Vec<Arc<Mutex<Group>>> =
+            self.groups.iter().map(|e| e.value().clone()).collect();
+        for arc in groups {
+            let mut g = arc.lock();
+            let doomed: Vec<(String, i32)> = g
+                .offsets
+                .keys()
+                .filter(|(t, _)| t == topic)
+                .cloned()
+                .collect();
+            for (t, p) in doomed {
+                self.store.delete(CF_OFFSETS, &offset_key(&g.id, &t, p))?;
+                g.offsets.remove(&(t, p));
+            }
+        }
+        Ok(())
+    }
+
     /// Every (group, topic, partition, committed) for lag in the console and metrics.
     pub fn all_committed(&self) -> Vec<(String, String, i32, Committed)> {
         let groups: Vec<Arc<Mutex<Group>>> =

@@ -186,14 +186,16 @@ pub async fn handle_frame(
         SyncGroup => api::sync_group::handle(ctx, decode(api, version, body)?),
         Heartbeat => Reply::Now(api::heartbeat::handle(&ctx, decode(api, version, body)?)),
         LeaveGroup => Reply::Now(api::leave_group::handle(&ctx, decode(api, version, body)?)),
-        // A commit may wait for a store write: off the reactor, like a deferred reply.
+        // A commit may wait for a store write: off the reactor, but still in order.
         OffsetCommit => {
             let req = decode(api, version, body)?;
-            Reply::Later(Box::pin(async move {
-                tokio::task::spawn_blocking(move || api::offset_commit::handle(&ctx, req))
-                    .await
-                    .ok()
-            }))
+            match tokio::task::spawn_blocking(move || api::offset_commit::handle(&ctx, req)).await {
+                Ok(bytes) => Reply::Now(bytes),
+                Err(e) => {
+                    tracing::error!("offset commit task failed: {e}");
+                    Reply::Now(Bytes::new())
+                }
+            }
         }
         OffsetFetch => Reply::Now(api::offset_fetch::handle(&ctx, decode(api, version, body)?)),
         ListGroups => Reply::Now(api::list_groups::handle(&ctx, decode(api, version, body)?)),
@@ -219,7 +221,23 @@ pub async fn handle_frame(
         )),
         _ => Reply::Now(error_only(correlation_id)),
     };
-    Ok(reply)
+    Ok(start(reply).await)
+}
+
+/// Runs a deferred reply up to its first wait right away, so that what it does
+/// (register a group member, start an fsync, read a partition) happens in
+/// request order; only the waiting is left to the connection's writer. A
+/// deferred handler must therefore do its work before its first `.await`
+/// point that can be pending.
+async fn start(reply: Reply) -> Reply {
+    match reply {
+        Reply::Later(mut fut) => match futures::poll!(fut.as_mut()) {
+            std::task::Poll::Ready(Some(bytes)) => Reply::Now(bytes),
+            std::task::Poll::Ready(None) => Reply::Nothing,
+            std::task::Poll::Pending => Reply::Later(fut),
+        },
+        other => other,
+    }
 }
 
 /// A response for an API or version we cannot encode a real response for:

@@ -4,8 +4,9 @@
 //!
 //! Ordering: requests of one connection are executed in arrival order; a
 //! handler may return a deferred reply (a Fetch long-poll, an acks=all produce
-//! waiting for its fsync) so that later requests run while it waits, and
-//! replies are still written in request order.
+//! waiting for its fsync, a JoinGroup waiting for the rebalance). Dispatch
+//! polls it once at once, so its work is done in order; only its waiting
+//! overlaps later requests, and replies are still written in request order.
 
 pub mod api;
 pub mod dispatch;

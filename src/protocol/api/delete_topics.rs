@@ -31,7 +31,7 @@ pub fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> Bytes {
             None => r.error_code = UNKNOWN_TOPIC_ID,
             Some(n) => {
                 r.name = Some(topic_name(&n));
-                match topics.delete(&n) {
+                match ctx.broker.delete_topic(&n) {
                     Ok(id) => {
                         r.error_code = NONE;
                         if v6 {

@@ -1,6 +1,7 @@
 //! JoinGroup: hand the member to the group coordinator; the reply waits for
-//! the rebalance to complete, so it is deferred (later requests on the
-//! connection still run).
+//! the rebalance to complete, so it is deferred. The join itself is
+//! registered in request order (dispatch polls the reply once at once); only
+//! the wait for the rebalance overlaps later requests on the connection.
 
 use futures::FutureExt;
 use kafka_protocol::messages::join_group_response::{JoinGroupResponse, JoinGroupResponseMember};
