@@ -808,6 +808,11 @@ impl GroupCoordinator {
         .unwrap_or(Err(GroupError::GroupIdNotFound))
     }
 
+    /// Whether commits wait for an fsync (then callers keep them off the reactor).
+    pub fn syncs_commits(&self) -> bool {
+        self.config.sync_commits
+    }
+
     /// A deleted topic's committed offsets are forgotten by every group (as Kafka
     /// does), so that a topic re-created under the same name starts fresh.
     pub fn forget_topic(&self, topic: &str) -> Result<(), StoreError> {

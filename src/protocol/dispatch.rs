@@ -186,7 +186,12 @@ pub async fn handle_frame(
         SyncGroup => api::sync_group::handle(ctx, decode(api, version, body)?),
         Heartbeat => Reply::Now(api::heartbeat::handle(&ctx, decode(api, version, body)?)),
         LeaveGroup => Reply::Now(api::leave_group::handle(&ctx, decode(api, version, body)?)),
-        // A commit may wait for a store write: off the reactor, but still in order.
+        // A synced commit waits for an fsync: off the reactor, but still in order.
+        // An unsynced one is a buffered RocksDB write, cheaper than the thread hop.
+        OffsetCommit if !broker.groups.syncs_commits() => Reply::Now(api::offset_commit::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
         OffsetCommit => {
             let req = decode(api, version, body)?;
             match tokio::task::spawn_blocking(move || api::offset_commit::handle(&ctx, req)).await {
