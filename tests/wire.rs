@@ -278,3 +278,42 @@ async fn regression_pipelined_commit_then_fetch_sees_the_commit() {
     }
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_with_a_generation_to_an_unknown_group_is_refused_as_kafka_does() {
+    use kafka_protocol::messages::*;
+    let dir = tempfile::tempdir().unwrap();
+    let h = common::start(dir.path(), |_| {}).await;
+    h.broker
+        .topics
+        .create("t", 1, 1, Default::default(), 1)
+        .unwrap();
+    let mut s = TcpStream::connect(h.kafka_addr).await.unwrap();
+    for (version, want) in [(8i16, 22i16), (9, 69)] {
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("never-joined")))
+            .with_generation_id_or_member_epoch(5)
+            .with_member_id(StrBytes::from_static_str("m"))
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(1),
+                    ]),
+            ]);
+        s.write_all(&frame(ApiKey::OffsetCommit, version, 1, &commit))
+            .await
+            .unwrap();
+        let mut b = read_frame(&mut s).await.unwrap();
+        ResponseHeader::decode(
+            &mut b,
+            ApiKey::OffsetCommit.response_header_version(version),
+        )
+        .unwrap();
+        let r = OffsetCommitResponse::decode(&mut b, version).unwrap();
+        assert_eq!(r.topics[0].partitions[0].error_code, want, "v{version}");
+    }
+    h.shutdown().await;
+}

@@ -591,7 +591,7 @@ impl GroupCoordinator {
     /// (simple consumer) commit, allowed when the group has no members. Per-offset results in order.
     ///
     /// A commit with a generation to a group that does not exist is
-    /// IllegalGeneration (Kafka answers OffsetCommit v9+ GROUP_ID_NOT_FOUND there).
+    /// IllegalGeneration (the OffsetCommit handler answers v9+ GROUP_ID_NOT_FOUND there).
     pub fn commit_offsets(
         &self,
         group_id: &str,

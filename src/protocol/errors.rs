@@ -59,6 +59,7 @@ pub fn group_error(e: &GroupError) -> i16 {
 }
 
 pub const INVALID_GROUP_ID: i16 = ResponseError::InvalidGroupId.code();
+pub const GROUP_ID_NOT_FOUND: i16 = ResponseError::GroupIdNotFound.code();
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
 pub const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
 pub const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.code();

@@ -7,7 +7,7 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::OffsetCommitRequest;
 
-use crate::groups::CommitOffset;
+use crate::groups::{CommitOffset, GroupError, GroupState};
 use crate::protocol::dispatch::Ctx;
 use crate::protocol::errors::{self, UNKNOWN_TOPIC_OR_PARTITION};
 
@@ -61,7 +61,20 @@ pub fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> Bytes {
                 }
             }
             Err(e) => {
-                let code = errors::group_error(&e);
+                // Kafka 4: a generation-bearing commit to a group that does not
+                // exist is GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION before.
+                let unknown_group = matches!(e, GroupError::IllegalGeneration)
+                    && ctx
+                        .broker
+                        .groups
+                        .describe_group(req.group_id.as_str())
+                        .state
+                        == GroupState::Dead;
+                let code = if unknown_group && ctx.version >= 9 {
+                    errors::GROUP_ID_NOT_FOUND
+                } else {
+                    errors::group_error(&e)
+                };
                 for (ti, pi) in slots {
                     resp.topics[ti].partitions[pi].error_code = code;
                 }
