@@ -1102,7 +1102,7 @@ def test_kcat_two_balanced_consumers_share(broker, topic):
 
 
 # --------------------------------------------------------------------------- KIP-848
-KIP848 = pytest.mark.skip(reason="KIP-848 ConsumerGroupHeartbeat not implemented yet")
+KIP848 = pytest.mark.kip848
 
 
 @KIP848

@@ -202,3 +202,14 @@ async fn flush_task(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         .await;
     }
 }
+
+/// Consumer groups see topics through this (the groups module does not know topics).
+impl crate::groups::TopicLookup for TopicRegistry {
+    fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+        self.get(name).map(|t| (t.id, t.partition_count()))
+    }
+
+    fn topic_names(&self) -> Vec<String> {
+        self.list().iter().map(|t| t.name.clone()).collect()
+    }
+}

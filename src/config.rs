@@ -80,6 +80,10 @@ pub struct FileConfig {
     pub retention_check_interval_ms: Option<u64>,
     /// Kafka's group.initial.rebalance.delay.ms (default 3000).
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Kafka's group.consumer.session.timeout.ms (default 45000; KIP-848 members).
+    pub group_consumer_session_timeout_ms: Option<i32>,
+    /// Kafka's group.consumer.heartbeat.interval.ms (default 5000; KIP-848 members).
+    pub group_consumer_heartbeat_interval_ms: Option<i32>,
     #[serde(default, alias = "topic_defaults")]
     pub topic_defaults: BTreeMap<String, toml::Value>,
 }
@@ -124,6 +128,12 @@ impl FileConfig {
         if let Some(v) = self.group_initial_rebalance_delay_ms {
             cfg.groups.initial_rebalance_delay_ms = v;
         }
+        if let Some(v) = self.group_consumer_session_timeout_ms {
+            cfg.groups.consumer_session_timeout_ms = v.max(1);
+        }
+        if let Some(v) = self.group_consumer_heartbeat_interval_ms {
+            cfg.groups.consumer_heartbeat_interval_ms = v.max(1);
+        }
         for (k, v) in self.topic_defaults {
             let s = match v {
                 toml::Value::String(s) => s,
@@ -158,7 +168,7 @@ mod tests {
     #[test]
     fn toml_file_overrides_defaults() {
         let f = FileConfig::parse(
-            "listen = \"127.0.0.1:19092\"\nfsync = \"always\"\npartitions = 4\ngroup-initial-rebalance-delay-ms = 0\n[topic_defaults]\n\"retention.ms\" = 1000\n",
+            "listen = \"127.0.0.1:19092\"\nfsync = \"always\"\npartitions = 4\ngroup-initial-rebalance-delay-ms = 0\ngroup-consumer-session-timeout-ms = 10000\n[topic_defaults]\n\"retention.ms\" = 1000\n",
         )
         .unwrap();
         let mut c = BrokerConfig::default();
@@ -167,6 +177,7 @@ mod tests {
         assert_eq!(c.fsync, FsyncPolicy::Always);
         assert_eq!(c.default_partitions, 4);
         assert_eq!(c.groups.initial_rebalance_delay_ms, 0);
+        assert_eq!(c.groups.consumer_session_timeout_ms, 10000);
         assert_eq!(c.topic_defaults["retention.ms"], "1000");
     }
 

@@ -64,12 +64,12 @@ async fn list_groups(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
         .list_groups(&[], &[])
         .into_iter()
         .map(|g| {
-            let d = broker.groups.describe_group(&g.group_id);
             serde_json::json!({
                 "group": g.group_id,
-                "state": g.state.as_str(),
+                "type": g.group_type,
+                "state": g.state,
                 "protocol_type": g.protocol_type,
-                "members": d.members.len(),
+                "members": g.members,
             })
         })
         .collect();
@@ -81,11 +81,44 @@ async fn describe_group(
     State(broker): State<Arc<Broker>>,
     Path(id): Path<String>,
 ) -> axum::response::Response {
-    let d = broker.groups.describe_group(&id);
     let offsets: Vec<Lag> = group_lags(&broker)
         .into_iter()
         .filter(|l| l.group == id)
         .collect();
+    let lag = offsets.iter().map(|l| l.lag).sum::<i64>();
+    if let Ok(c) = broker.groups.describe_consumer_group(&id) {
+        let members: Vec<serde_json::Value> = c
+            .members
+            .iter()
+            .map(|m| {
+                let assigned: Vec<serde_json::Value> = m
+                    .assignment
+                    .iter()
+                    .map(|(_, t, ps)| serde_json::json!({"topic": t, "partitions": ps}))
+                    .collect();
+                serde_json::json!({
+                    "member_id": m.member_id,
+                    "group_instance_id": m.instance_id,
+                    "client_id": m.client_id,
+                    "client_host": m.client_host,
+                    "member_epoch": m.member_epoch,
+                    "assignment": assigned,
+                })
+            })
+            .collect();
+        return axum::Json(serde_json::json!({
+            "group": id,
+            "type": "consumer",
+            "state": c.state,
+            "group_epoch": c.group_epoch,
+            "assignor": c.assignor,
+            "members": members,
+            "offsets": offsets,
+            "lag": lag,
+        }))
+        .into_response();
+    }
+    let d = broker.groups.describe_group(&id);
     if d.state == crate::groups::GroupState::Dead && offsets.is_empty() {
         return (
             StatusCode::NOT_FOUND,
@@ -107,12 +140,13 @@ async fn describe_group(
         .collect();
     axum::Json(serde_json::json!({
         "group": id,
+        "type": "classic",
         "state": d.state.as_str(),
         "protocol_type": d.protocol_type,
         "protocol": d.protocol_name,
         "members": members,
         "offsets": offsets,
-        "lag": offsets.iter().map(|l| l.lag).sum::<i64>(),
+        "lag": lag,
     }))
     .into_response()
 }

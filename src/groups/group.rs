@@ -13,6 +13,7 @@ use indexmap::IndexMap;
 use tokio::sync::oneshot;
 use tokio::time::{Duration, Instant};
 
+use super::consumer::ConsumerGroup;
 use super::persist::{GroupRecord, MemberRecord};
 use super::{
     Committed, GroupConfig, GroupError, GroupState, JoinRequest, JoinResponse, JoinedMember,
@@ -125,6 +126,9 @@ pub(crate) struct Group {
     pub offsets: BTreeMap<(String, i32), Committed>,
     /// The group's metadata changed in a way that must be persisted.
     pub dirty: bool,
+    /// Set when the group is a KIP-848 consumer group: then the classic
+    /// fields stay empty and `state` stays Empty (Dead once removed).
+    pub consumer: Option<ConsumerGroup>,
 }
 
 impl Group {
@@ -146,13 +150,19 @@ impl Group {
             state_timestamp_ms: now_ms,
             offsets: BTreeMap::new(),
             dirty: false,
+            consumer: None,
         }
     }
 
     /// A group as persisted: Stable with every member's session starting now
     /// (as Kafka does when it loads its log), or Empty.
-    pub fn restore(id: &str, rec: GroupRecord, now: Instant) -> Group {
+    pub fn restore(id: &str, rec: GroupRecord, cx: &Ctx) -> Group {
+        let now = cx.now;
         let mut g = Group::new(id, rec.state_timestamp_ms);
+        if let Some(c) = rec.consumer {
+            g.consumer = Some(ConsumerGroup::restore(c, cx));
+            return g;
+        }
         g.generation = rec.generation;
         g.protocol_type = rec.protocol_type;
         g.protocol_name = rec.protocol_name;
@@ -213,6 +223,7 @@ impl Group {
                     assignment: m.assignment.to_vec(),
                 })
                 .collect(),
+            consumer: self.consumer.as_ref().map(ConsumerGroup::record),
         }
     }
 
@@ -497,6 +508,14 @@ impl Group {
 
     /// The coordinator has validated the group id, the session timeout and sizes.
     pub fn join(&mut self, req: &JoinRequest, cx: &Ctx) -> Outcome<JoinResponse, JoinRx> {
+        if let Some(c) = &self.consumer {
+            if !c.members.is_empty() {
+                return Outcome::Ready(Err(GroupError::InconsistentGroupProtocol));
+            }
+            // An empty consumer group becomes a classic one.
+            self.consumer = None;
+            self.dirty = true;
+        }
         if req.member_id.is_empty() {
             return self.join_new_member(req, cx);
         }
@@ -827,6 +846,9 @@ impl Group {
     // ---- timers ----
 
     pub fn next_deadline(&self) -> Option<Instant> {
+        if let Some(c) = &self.consumer {
+            return c.next_deadline();
+        }
         let members = self.members.values().map(|m| m.session_deadline);
         let pending = self.pending.values().copied();
         let join = self
@@ -842,6 +864,17 @@ impl Group {
     /// Fires every timer that is due at `cx.now`.
     pub fn on_timers(&mut self, cx: &Ctx) {
         let now = cx.now;
+        if let Some(c) = &mut self.consumer {
+            let removed = c.on_timers(now);
+            if !removed.is_empty() {
+                tracing::info!(group = %self.id, members = ?removed, "consumer group members fenced (session or rebalance timeout)");
+                if c.members.is_empty() {
+                    self.state_timestamp_ms = cx.now_ms;
+                }
+                self.dirty = true;
+            }
+            return;
+        }
         let before = self.pending.len();
         self.pending.retain(|_, deadline| *deadline > now);
         let mut removed = self.pending.len() != before;
@@ -901,6 +934,9 @@ impl Group {
         instance_id: Option<&str>,
         cx: &Ctx,
     ) -> Result<(), GroupError> {
+        if let Some(c) = &self.consumer {
+            return c.validate_commit(member_id, generation_id);
+        }
         if generation_id < 0 && self.state == GroupState::Empty {
             return Ok(());
         }
@@ -925,6 +961,10 @@ impl Group {
     /// Topics some member subscribes to, when the group uses the consumer
     /// protocol and every subscription parses (else None, as Kafka).
     pub fn subscribed_topics(&self) -> Option<HashSet<String>> {
+        if let Some(c) = &self.consumer {
+            return (!c.members.is_empty())
+                .then(|| c.subscribed_topic_names().into_iter().collect());
+        }
         if self.protocol_type.as_deref() != Some("consumer") || self.members.is_empty() {
             return None;
         }
@@ -944,9 +984,14 @@ impl Group {
     /// subscribes to, `retention_ms` after their commit.
     pub fn expired_offsets(&self, now_ms: i64, retention_ms: i64) -> Vec<(String, i32)> {
         let old = |base: i64| now_ms.saturating_sub(base) >= retention_ms;
-        match self.state {
+        let state = match &self.consumer {
+            Some(c) if c.members.is_empty() => GroupState::Empty,
+            Some(_) => GroupState::Stable,
+            None => self.state,
+        };
+        match state {
             GroupState::Empty => {
-                let since = if self.protocol_type.is_some() {
+                let since = if self.protocol_type.is_some() || self.consumer.is_some() {
                     self.state_timestamp_ms
                 } else {
                     i64::MIN
@@ -973,6 +1018,7 @@ impl Group {
     /// Nothing left to keep: no members, no pending joins, no offsets.
     pub fn is_removable(&self) -> bool {
         self.state == GroupState::Empty
+            && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
             && self.members.is_empty()
             && self.pending.is_empty()
             && self.offsets.is_empty()

@@ -1,16 +1,22 @@
 //! The group coordinator: classic consumer groups (JoinGroup/SyncGroup/
 //! Heartbeat/LeaveGroup state machine, static membership), committed offsets
 //! and group metadata persisted in the metadata store, listing, describing and
-//! deleting groups. KIP-848 (ConsumerGroupHeartbeat) comes later.
+//! deleting groups; and KIP-848 consumer groups (ConsumerGroupHeartbeat,
+//! server-side assignors) in `consumer.rs`. A group id names one group of
+//! either type; an empty group changes type when a member of the other
+//! protocol joins it, as Kafka's online migration does for empty groups.
 //!
 //! This module knows no Kafka request structs and no error codes: the
 //! protocol handlers translate. It does not know topics either: handlers
-//! check that a committed topic exists before calling in.
+//! check that a committed topic exists before calling in, and consumer
+//! groups see topics through [`TopicLookup`].
 //!
 //! Thread-safety: [`GroupCoordinator`] is shared in an `Arc`; each group has
 //! its own lock, never held across an `.await`. Timers run on tokio time so
 //! tests can pause it.
 
+mod assignor;
+mod consumer;
 mod group;
 mod persist;
 mod subscription;
@@ -27,6 +33,8 @@ use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
 
 use crate::store::{MetaStore, StoreError, CF_GROUPS, CF_OFFSETS};
+pub use consumer::{ConsumerHeartbeat, ConsumerHeartbeatResponse, TopicPartitions};
+use consumer::ConsumerGroup;
 use group::{Ctx, Group, Outcome};
 use persist::{offset_key, GroupRecord, OffsetRecord};
 
@@ -50,6 +58,10 @@ pub struct GroupConfig {
     /// fsync each offset commit before answering (the broker sets it with `--fsync always`);
     /// otherwise a commit survives a process crash but not a power loss.
     pub sync_commits: bool,
+    /// group.consumer.session.timeout.ms (KIP-848 members)
+    pub consumer_session_timeout_ms: i32,
+    /// group.consumer.heartbeat.interval.ms (KIP-848 members)
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for GroupConfig {
@@ -63,6 +75,8 @@ impl Default for GroupConfig {
             max_member_bytes: 1 << 20,
             max_offset_metadata_bytes: 4096,
             sync_commits: false,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }
@@ -99,6 +113,18 @@ pub enum GroupError {
     GroupSubscribedToTopic,
     #[error("Invalid request: {0}")]
     InvalidRequest(String),
+    #[error("The member epoch is fenced by the group coordinator; the member must rejoin")]
+    FencedMemberEpoch,
+    #[error("The instance id {0} is still used by another member of the group")]
+    UnreleasedInstanceId(String),
+    #[error("The assignor {0} is not supported")]
+    UnsupportedAssignor(String),
+    #[error("The member epoch is stale")]
+    StaleMemberEpoch,
+    #[error("The regular expression is not valid: {0}")]
+    InvalidRegularExpression(String),
+    #[error("{0}")]
+    UnsupportedVersion(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -198,11 +224,49 @@ pub struct Committed {
     pub commit_timestamp_ms: i64,
 }
 
+/// What consumer groups need to know of topics (the broker implements it).
+pub trait TopicLookup {
+    /// Id and partition count of an existing topic.
+    fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)>;
+    /// Every topic name (for regex subscriptions).
+    fn topic_names(&self) -> Vec<String>;
+}
+
 #[derive(Clone, Debug)]
 pub struct GroupOverview {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    /// "classic" or "consumer" (ListGroups v5's group type).
+    pub group_type: &'static str,
+    /// As Kafka spells it for the group's type.
+    pub state: &'static str,
+    pub members: usize,
+}
+
+/// One member of a consumer group, for ConsumerGroupDescribe.
+#[derive(Clone, Debug)]
+pub struct ConsumerMemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    /// (topic id, topic name, partitions)
+    pub assignment: Vec<(uuid::Uuid, String, Vec<i32>)>,
+    pub target_assignment: Vec<(uuid::Uuid, String, Vec<i32>)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConsumerGroupDescription {
+    pub group_id: String,
+    pub state: &'static str,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: &'static str,
+    pub members: Vec<ConsumerMemberDescription>,
 }
 
 #[derive(Clone, Debug)]
@@ -309,8 +373,9 @@ impl GroupCoordinator {
         };
         let records: Vec<(String, GroupRecord)> = coordinator.store.scan_json(CF_GROUPS)?;
         let group_count = records.len();
+        let cx = coordinator.ctx(now);
         for (id, rec) in records {
-            let group = Group::restore(&id, rec, now);
+            let group = Group::restore(&id, rec, &cx);
             coordinator.groups.insert(id, Arc::new(Mutex::new(group)));
         }
         let offsets: Vec<(String, OffsetRecord)> = coordinator.store.scan_json(CF_OFFSETS)?;
@@ -669,9 +734,8 @@ impl GroupCoordinator {
         }))
     }
 
-    /// Empty filters match everything; state names as Kafka spells them (case-insensitive).
-    /// A type filter matches the protocol type, or "classic" (the group type
-    /// that ListGroups v5 filters on) for every group of this coordinator.
+    /// Empty filters match everything; state names as Kafka spells them
+    /// (case-insensitive); types are "classic" and "consumer" (ListGroups v5).
     pub fn list_groups(&self, states: &[String], types: &[String]) -> Vec<GroupOverview> {
         let groups: Vec<Arc<Mutex<Group>>> =
             self.groups.iter().map(|e| e.value().clone()).collect();
@@ -682,19 +746,28 @@ impl GroupCoordinator {
                 if g.state == GroupState::Dead {
                     return None;
                 }
-                let protocol_type = g.protocol_type.clone().unwrap_or_default();
-                let state_ok = states.is_empty()
-                    || states
-                        .iter()
-                        .any(|s| s.eq_ignore_ascii_case(g.state.as_str()));
-                let type_ok = types.is_empty()
-                    || types
-                        .iter()
-                        .any(|t| t == &protocol_type || t.eq_ignore_ascii_case("classic"));
+                let (protocol_type, group_type, state, members) = match &g.consumer {
+                    Some(c) => (
+                        "consumer".to_string(),
+                        "consumer",
+                        c.state().as_str(),
+                        c.members.len(),
+                    ),
+                    None => (
+                        g.protocol_type.clone().unwrap_or_default(),
+                        "classic",
+                        g.state.as_str(),
+                        g.members.len(),
+                    ),
+                };
+                let state_ok = states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state));
+                let type_ok = types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(group_type));
                 (state_ok && type_ok).then(|| GroupOverview {
                     group_id: g.id.clone(),
                     protocol_type,
-                    state: g.state,
+                    group_type,
+                    state,
+                    members,
                 })
             })
             .collect();
@@ -702,18 +775,22 @@ impl GroupCoordinator {
         out
     }
 
-    /// An unknown group is described as Dead with no members (as Kafka does).
+    /// An unknown group, or a consumer group (not a classic one), is described
+    /// as Dead with no members (as Kafka does for DescribeGroups up to v5).
     /// Outside Stable, members are listed without metadata or assignment and
     /// the protocol name is empty (as Kafka does).
     pub fn describe_group(&self, group_id: &str) -> GroupDescription {
         let found = self.with_group(group_id, false, |g, _| {
+            if g.consumer.is_some() {
+                return None;
+            }
             let stable = g.state == GroupState::Stable;
             let protocol = if stable {
                 g.protocol_name.clone().unwrap_or_default()
             } else {
                 String::new()
             };
-            GroupDescription {
+            Some(GroupDescription {
                 group_id: g.id.clone(),
                 state: g.state,
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
@@ -738,15 +815,132 @@ impl GroupCoordinator {
                     })
                     .collect(),
                 protocol_name: protocol,
-            }
+            })
         });
-        found.unwrap_or_else(|| GroupDescription {
+        found.flatten().unwrap_or_else(|| GroupDescription {
             group_id: group_id.to_string(),
             state: GroupState::Dead,
             protocol_type: String::new(),
             protocol_name: String::new(),
             members: Vec::new(),
         })
+    }
+
+    // ---- KIP-848 consumer groups ----
+
+    /// ConsumerGroupHeartbeat (joins with epoch 0, leaves with -1/-2).
+    pub fn consumer_heartbeat(
+        &self,
+        req: &ConsumerHeartbeat,
+        version: i16,
+        topics: &dyn TopicLookup,
+    ) -> Result<ConsumerHeartbeatResponse, GroupError> {
+        ConsumerGroup::validate(req, version)?;
+        let joining = req.member_epoch == 0;
+        let result = self
+            .with_group(&req.group_id, joining, |g, cx| {
+                if g.consumer.is_none() {
+                    let classic_empty = g.state == GroupState::Empty
+                        && g.members.is_empty()
+                        && g.pending.is_empty();
+                    if !classic_empty {
+                        return Err(GroupError::GroupIdNotFound);
+                    }
+                    if !joining {
+                        return Err(GroupError::UnknownMemberId);
+                    }
+                    // An empty classic group (or a new one) becomes a consumer group.
+                    g.consumer = Some(ConsumerGroup::new());
+                    g.protocol_type = None;
+                    g.protocol_name = None;
+                    g.generation = 0;
+                }
+                let c = g.consumer.as_mut().expect("set above");
+                let was_empty = c.members.is_empty();
+                let (resp, changed) =
+                    c.heartbeat(req, || uuid::Uuid::new_v4().to_string(), topics, cx)?;
+                if c.members.is_empty() != was_empty {
+                    g.state_timestamp_ms = cx.now_ms;
+                }
+                g.dirty |= changed;
+                Ok(resp)
+            })
+            .unwrap_or(Err(GroupError::GroupIdNotFound));
+        self.wake.notify_one();
+        result
+    }
+
+    /// ConsumerGroupDescribe: GroupIdNotFound for an unknown or classic group.
+    pub fn describe_consumer_group(
+        &self,
+        group_id: &str,
+    ) -> Result<ConsumerGroupDescription, GroupError> {
+        self.with_group(group_id, false, |g, _| {
+            let c = g.consumer.as_ref().ok_or(GroupError::GroupIdNotFound)?;
+            let named = |a: &assignor::Assignment| -> Vec<(uuid::Uuid, String, Vec<i32>)> {
+                a.iter()
+                    .filter(|(_, ps)| !ps.is_empty())
+                    .map(|(id, ps)| {
+                        let name = c.topics.get(id).map(|(n, _)| n.clone()).unwrap_or_default();
+                        (*id, name, ps.iter().copied().collect())
+                    })
+                    .collect()
+            };
+            Ok(ConsumerGroupDescription {
+                group_id: g.id.clone(),
+                state: c.state().as_str(),
+                group_epoch: c.group_epoch,
+                assignment_epoch: c.assignment_epoch,
+                assignor: c.assignor().name(),
+                members: c
+                    .members
+                    .values()
+                    .map(|m| ConsumerMemberDescription {
+                        member_id: m.id.clone(),
+                        instance_id: m.instance_id.clone(),
+                        rack_id: m.rack_id.clone(),
+                        member_epoch: m.shown_epoch(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        subscribed_topic_names: m.topic_names.iter().cloned().collect(),
+                        subscribed_topic_regex: m.topic_regex.clone(),
+                        assignment: named(&m.assigned),
+                        target_assignment: named(&m.target),
+                    })
+                    .collect(),
+            })
+        })
+        .unwrap_or(Err(GroupError::GroupIdNotFound))
+    }
+
+    /// Whether the group is a consumer group with members (OffsetCommit
+    /// below v9 cannot carry a member epoch: UNSUPPORTED_VERSION, as Kafka).
+    pub fn is_active_consumer_group(&self, group_id: &str) -> bool {
+        self.with_group(group_id, false, |g, _| {
+            g.consumer.as_ref().is_some_and(|c| !c.members.is_empty())
+        })
+        .unwrap_or(false)
+    }
+
+    /// OffsetFetch v9+: a consumer-group member must fetch with its current
+    /// epoch (STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID); classic groups and
+    /// unknown groups accept any fetch.
+    pub fn validate_fetch_member(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), GroupError> {
+        self.with_group(group_id, false, |g, _| match &g.consumer {
+            Some(c) => c.validate_fetch(member_id, member_epoch),
+            None => Ok(()),
+        })
+        .unwrap_or(Ok(()))
+    }
+
+    /// Whether a group (of either type) exists.
+    pub fn group_exists(&self, group_id: &str) -> bool {
+        self.with_group(group_id, false, |_, _| ()).is_some()
     }
 
     pub fn delete_groups(&self, group_ids: &[String]) -> Vec<Result<(), GroupError>> {
@@ -762,6 +956,9 @@ impl GroupCoordinator {
             GroupState::Dead => return Err(GroupError::GroupIdNotFound),
             GroupState::Empty => {}
             _ => return Err(GroupError::NonEmptyGroup),
+        }
+        if g.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) {
+            return Err(GroupError::NonEmptyGroup);
         }
         let keys: Vec<(String, i32)> = g.offsets.keys().cloned().collect();
         for (topic, partition) in keys {
@@ -785,7 +982,8 @@ impl GroupCoordinator {
         partitions: &[(String, i32)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         self.with_group(group_id, false, |g, _| {
-            if g.state != GroupState::Empty && g.protocol_type.as_deref() != Some("consumer") {
+            let consumer_protocol = g.consumer.is_some() || g.protocol_type.as_deref() == Some("consumer");
+            if g.state != GroupState::Empty && !consumer_protocol {
                 return Err(GroupError::NonEmptyGroup);
             }
             let subscribed = g.subscribed_topics().unwrap_or_default();

@@ -9,6 +9,9 @@
 //!   Written when the group becomes Stable (the leader's SyncGroup), becomes
 //!   Empty, or a static member is replaced; deleted when the group is deleted
 //!   or expires. A group that was rebalancing is restored from its last record.
+//!   A KIP-848 consumer group is written whenever a heartbeat or a timer
+//!   changes a member's epoch, subscription or assignment (not on plain
+//!   heartbeats) under `consumer`.
 //!
 //! Column family `offsets` (`store::CF_OFFSETS`):
 //!   key   = `<group id> NUL <topic> NUL <partition as decimal>`; topic names
@@ -33,6 +36,10 @@ pub(crate) struct GroupRecord {
     /// is the base of offset retention.
     pub state_timestamp_ms: i64,
     pub members: Vec<MemberRecord>,
+    /// A KIP-848 consumer group (then `members` is empty): epochs, members
+    /// with their subscriptions and assignments, subscribed topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<super::consumer::ConsumerGroupRecord>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

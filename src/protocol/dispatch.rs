@@ -204,6 +204,14 @@ pub async fn handle_frame(
         }
         OffsetFetch => Reply::Now(api::offset_fetch::handle(&ctx, decode(api, version, body)?)),
         ListGroups => Reply::Now(api::list_groups::handle(&ctx, decode(api, version, body)?)),
+        ConsumerGroupHeartbeat => Reply::Now(api::consumer_group_heartbeat::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        ConsumerGroupDescribe => Reply::Now(api::consumer_group_describe::handle(
+            &ctx,
+            decode(api, version, body)?,
+        )),
         DescribeGroups => Reply::Now(api::describe_groups::handle(
             &ctx,
             decode(api, version, body)?,

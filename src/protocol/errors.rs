@@ -54,6 +54,14 @@ pub fn group_error(e: &GroupError) -> i16 {
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge.code(),
         GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic.code(),
         GroupError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
+        GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch.code(),
+        GroupError::UnreleasedInstanceId(_) => ResponseError::UnreleasedInstanceId.code(),
+        GroupError::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor.code(),
+        GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch.code(),
+        GroupError::InvalidRegularExpression(_) => {
+            ResponseError::InvalidRegularExpression.code()
+        }
+        GroupError::UnsupportedVersion(_) => ResponseError::UnsupportedVersion.code(),
         GroupError::Store(_) => ResponseError::CoordinatorNotAvailable.code(),
     }
 }

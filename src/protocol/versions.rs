@@ -56,6 +56,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     r(ApiKey::DescribeGroups, 0, 5),
     r(ApiKey::DeleteGroups, 0, 2),
     r(ApiKey::OffsetDelete, 0, 0),
+    r(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    r(ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiRange> {

@@ -9,32 +9,25 @@ use crate::protocol::dispatch::Ctx;
 
 pub fn handle(ctx: &Ctx, req: ListGroupsRequest) -> Bytes {
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();
-    // Every group here is a classic group; other type filters match nothing.
-    let classic_wanted = req.types_filter.is_empty()
-        || req
-            .types_filter
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case("classic"));
+    let types: Vec<String> = req.types_filter.iter().map(|s| s.to_string()).collect();
     let mut resp = ListGroupsResponse::default();
-    if classic_wanted {
-        resp.groups = ctx
-            .broker
-            .groups
-            .list_groups(&states, &[])
-            .into_iter()
-            .map(|g| {
-                let mut lg = ListedGroup::default()
-                    .with_group_id(GroupId(str(&g.group_id)))
-                    .with_protocol_type(str(&g.protocol_type));
-                if ctx.version >= 4 {
-                    lg.group_state = str(g.state.as_str());
-                }
-                if ctx.version >= 5 {
-                    lg.group_type = str("classic");
-                }
-                lg
-            })
-            .collect();
-    }
+    resp.groups = ctx
+        .broker
+        .groups
+        .list_groups(&states, &types)
+        .into_iter()
+        .map(|g| {
+            let mut lg = ListedGroup::default()
+                .with_group_id(GroupId(str(&g.group_id)))
+                .with_protocol_type(str(&g.protocol_type));
+            if ctx.version >= 4 {
+                lg.group_state = str(g.state);
+            }
+            if ctx.version >= 5 {
+                lg.group_type = str(g.group_type);
+            }
+            lg
+        })
+        .collect();
     ctx.encode(&resp)
 }

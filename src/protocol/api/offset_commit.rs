@@ -7,7 +7,7 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::OffsetCommitRequest;
 
-use crate::groups::{CommitOffset, GroupError, GroupState};
+use crate::groups::{CommitOffset, GroupError};
 use crate::protocol::dispatch::Ctx;
 use crate::protocol::errors::{self, UNKNOWN_TOPIC_OR_PARTITION};
 
@@ -43,6 +43,13 @@ pub fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> Bytes {
         }
         resp.topics.push(rt);
     }
+    if !offsets.is_empty() && ctx.version < 9 && ctx.broker.groups.is_active_consumer_group(req.group_id.as_str()) {
+        // A member epoch only travels in v9+ (Kafka: UNSUPPORTED_VERSION).
+        for (ti, pi) in slots.drain(..) {
+            resp.topics[ti].partitions[pi].error_code = errors::UNSUPPORTED_VERSION;
+        }
+        offsets.clear();
+    }
     if !offsets.is_empty() {
         let instance = req.group_instance_id.as_ref().map(|s| s.as_str());
         let result = ctx.broker.groups.commit_offsets(
@@ -64,12 +71,7 @@ pub fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> Bytes {
                 // Kafka 4: a generation-bearing commit to a group that does not
                 // exist is GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION before.
                 let unknown_group = matches!(e, GroupError::IllegalGeneration)
-                    && ctx
-                        .broker
-                        .groups
-                        .describe_group(req.group_id.as_str())
-                        .state
-                        == GroupState::Dead;
+                    && !ctx.broker.groups.group_exists(req.group_id.as_str());
                 let code = if unknown_group && ctx.version >= 9 {
                     errors::GROUP_ID_NOT_FOUND
                 } else {

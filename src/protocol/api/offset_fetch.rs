@@ -1,5 +1,6 @@
 //! OffsetFetch: one group (v1-v7) or several (v8+). A partition with no
-//! commit answers offset -1 and empty metadata, as Kafka does.
+//! commit answers offset -1 and empty metadata, as Kafka does. v9 carries a
+//! member id and epoch, which a consumer group checks.
 
 use bytes::Bytes;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -88,6 +89,15 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> Bytes {
                     .collect()
             });
             let mut rg = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+            if v >= 9 {
+                let member = g.member_id.as_ref().map(|m| m.as_str());
+                let groups = &ctx.broker.groups;
+                if let Err(e) = groups.validate_fetch_member(g.group_id.as_str(), member, g.member_epoch) {
+                    rg.error_code = errors::group_error(&e);
+                    resp.groups.push(rg);
+                    continue;
+                }
+            }
             match fetch(ctx, g.group_id.as_str(), wanted) {
                 Ok(topics) => {
                     rg.topics = topics
