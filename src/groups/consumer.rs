@@ -437,10 +437,11 @@ impl ConsumerGroup {
             return Ok((resp, true));
         }
 
-        let mut changed = false;
+        // Whatever changes in this heartbeat moves the group epoch once.
+        let mut bump = false;
         let member_id = if req.member_epoch == 0 {
             let (id, joined) = self.join(req, new_member_id, cx)?;
-            changed |= joined;
+            bump |= joined;
             id
         } else {
             let m = self
@@ -454,14 +455,14 @@ impl ConsumerGroup {
 
         // Update what the member told us; a changed subscription moves the group epoch.
         let mut member = self.members.remove(&member_id).expect("member exists");
-        if self.update_member(&mut member, req)? {
-            self.group_epoch += 1;
-            changed = true;
-        }
+        let updated = self.update_member(&mut member, req);
         self.members.insert(member_id.clone(), member);
-        if self.refresh_topics(topics) {
+        bump |= updated?;
+        bump |= self.refresh_topics(topics);
+        // A join is persisted even when it moves nothing (a static member's return).
+        let mut changed = bump || req.member_epoch == 0;
+        if bump {
             self.group_epoch += 1;
-            changed = true;
         }
         if self.group_epoch > self.assignment_epoch {
             self.compute_target();
@@ -488,7 +489,8 @@ impl ConsumerGroup {
     }
 
     /// Epoch 0: a new member, a known one rejoining, or a static member
-    /// returning under a new member id. Returns its id and whether it is new.
+    /// returning under a new member id. Returns its id and whether it is new
+    /// (which moves the group epoch).
     fn join(
         &mut self,
         req: &ConsumerHeartbeat,
@@ -522,7 +524,7 @@ impl ConsumerGroup {
                     self.take_ownership(&m);
                     self.members.insert(member_id.clone(), m);
                     self.touch(&member_id, cx);
-                    return Ok((member_id, true));
+                    return Ok((member_id, false));
                 }
                 None => {}
             }
@@ -536,7 +538,6 @@ impl ConsumerGroup {
         let m = ConsumerMember::new(member_id.clone(), req);
         self.members.insert(member_id.clone(), m);
         self.touch(&member_id, cx);
-        self.group_epoch += 1;
         Ok((member_id, true))
     }
 

@@ -21,6 +21,8 @@ mod group;
 mod persist;
 mod subscription;
 #[cfg(test)]
+mod consumer_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
