@@ -2,7 +2,10 @@
 
 Only what the tests need: framing, request headers v1/v2, ApiVersions v0/v3,
 Metadata v1, Produce v2/v3 and Fetch v4 (non-flexible), record batch headers and
-CRC-32C. Written from the Apache Kafka protocol guide, independent of the broker's code.
+CRC-32C; for the KIP-848 tests also flexible (compact, tagged-field) encodings of
+Metadata v12, ConsumerGroupHeartbeat v0-v1, ConsumerGroupDescribe v0-v1, OffsetCommit
+v8-v9, OffsetFetch v9 and ListGroups v5, and JoinGroup v5. Written from the Apache Kafka
+protocol guide and message specs, independent of the broker's code.
 """
 from __future__ import annotations
 
@@ -404,4 +407,286 @@ def fetch_all_batches(bootstrap: str, topic: str, partition: int = 0) -> list[Ba
         offset = batches[-1].last_offset + 1
         if offset >= p["high_watermark"]:
             break
+    return out
+
+
+# ------------------------------------------------------------------ flexible versions (KIP-482)
+# Written from the JSON message specs of apache/kafka (clients/src/main/resources/common/message/).
+API_OFFSET_COMMIT, API_OFFSET_FETCH, API_JOIN_GROUP = 8, 9, 11
+API_CONSUMER_GROUP_HEARTBEAT, API_CONSUMER_GROUP_DESCRIBE = 68, 69
+
+TAGS = b"\x00"   # an empty tagged-field section
+
+
+def boolean(v: bool) -> bytes:
+    return i8(1 if v else 0)
+
+
+def compact_array(items: list[bytes] | None) -> bytes:
+    """A compact (nullable) array of already-encoded items."""
+    if items is None:
+        return uvarint(0)
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+def compact_int32s(vs: list[int]) -> bytes:
+    return compact_array([i32(v) for v in vs])
+
+
+def _compact_string_r(self) -> str | None:
+    n = self.uvarint() - 1
+    if n < 0:
+        return None
+    return self.raw(n).decode()
+
+
+def _compact_len(self) -> int:
+    """Length of a compact array (-1: null)."""
+    return self.uvarint() - 1
+
+
+def _compact_int32s_r(self) -> list[int] | None:
+    n = self.compact_len()
+    return None if n < 0 else [self.i32() for _ in range(n)]
+
+
+Reader.compact_string = _compact_string_r
+Reader.compact_len = _compact_len
+Reader.compact_int32s = _compact_int32s_r
+Reader.uuid = lambda self: self.raw(16)
+Reader.boolean = lambda self: self.i8() != 0
+
+
+def call(bootstrap_or_conn, api_key: int, version: int, body: bytes, flexible: bool, corr: int = 1) -> Reader:
+    """Send one request, return a Reader after the response header (for a flexible
+    response: after its tagged fields; ApiVersions is the exception and is not handled here)."""
+    own = not isinstance(bootstrap_or_conn, Conn)
+    c = Conn(bootstrap_or_conn) if own else bootstrap_or_conn
+    try:
+        c.send(request(api_key, version, corr, body, flexible=flexible))
+        r = c.recv_response(corr)
+        if flexible:
+            r.skip_tagged()
+        return r
+    finally:
+        if own:
+            c.close()
+
+
+# ------------------------------------------------------------------ Metadata v12 (topic ids)
+def metadata_v12_body(topics: list[str] | None, allow_auto_create: bool = False) -> bytes:
+    items = None if topics is None else [bytes(16) + compact_string(t) + TAGS for t in topics]
+    return compact_array(items) + boolean(allow_auto_create) + boolean(False) + TAGS
+
+
+def parse_metadata_v12(r: Reader) -> dict:
+    r.i32()  # throttle
+    brokers = []
+    for _ in range(r.compact_len()):
+        brokers.append((r.i32(), r.compact_string(), r.i32(), r.compact_string()))
+        r.skip_tagged()
+    cluster_id = r.compact_string()
+    controller = r.i32()
+    topics = {}
+    for _ in range(r.compact_len()):
+        err, name, tid, internal = r.i16(), r.compact_string(), r.uuid(), r.boolean()
+        parts = []
+        for _ in range(r.compact_len()):
+            perr, idx, leader, epoch = r.i16(), r.i32(), r.i32(), r.i32()
+            r.compact_int32s(), r.compact_int32s(), r.compact_int32s()
+            r.skip_tagged()
+            parts.append((idx, perr, leader, epoch))
+        r.i32()  # topic authorized operations
+        r.skip_tagged()
+        topics[name] = {"error": err, "id": tid, "internal": internal, "partitions": parts}
+    r.skip_tagged()
+    return {"brokers": brokers, "cluster_id": cluster_id, "controller": controller, "topics": topics}
+
+
+def topic_ids(bootstrap: str, topics: list[str]) -> dict[str, bytes]:
+    """{topic name: 16-byte topic id} from Metadata v12."""
+    md = parse_metadata_v12(call(bootstrap, API_METADATA, 12, metadata_v12_body(topics), flexible=True))
+    out = {}
+    for t in topics:
+        info = md["topics"][t]
+        assert info["error"] == 0 and info["id"] != bytes(16), (t, info)
+        out[t] = info["id"]
+    return out
+
+
+# ------------------------------------------------------------------ ConsumerGroupHeartbeat v0-v1 (KIP-848)
+def consumer_group_heartbeat_body(group_id: str, member_id: str, member_epoch: int, *, version: int = 1,
+                                  instance_id: str | None = None, rack_id: str | None = None,
+                                  rebalance_timeout_ms: int = -1,
+                                  subscribed_topic_names: list[str] | None = None,
+                                  subscribed_topic_regex: str | None = None,
+                                  server_assignor: str | None = None,
+                                  topic_partitions: dict[bytes, list[int]] | None = None) -> bytes:
+    """`topic_partitions`: {topic id: [partitions]} the member owns (None: unchanged)."""
+    body = compact_string(group_id) + compact_string(member_id) + i32(member_epoch)
+    body += compact_string(instance_id) + compact_string(rack_id) + i32(rebalance_timeout_ms)
+    body += compact_array(None if subscribed_topic_names is None
+                          else [compact_string(n) for n in subscribed_topic_names])
+    if version >= 1:
+        body += compact_string(subscribed_topic_regex)
+    else:
+        assert subscribed_topic_regex is None, "SubscribedTopicRegex is v1+"
+    body += compact_string(server_assignor)
+    body += compact_array(None if topic_partitions is None
+                          else [tid + compact_int32s(ps) + TAGS for tid, ps in topic_partitions.items()])
+    return body + TAGS
+
+
+def parse_consumer_group_heartbeat(r: Reader) -> dict:
+    out = {"throttle_ms": r.i32(), "error": r.i16(), "message": r.compact_string(),
+           "member_id": r.compact_string(), "member_epoch": r.i32(), "heartbeat_interval_ms": r.i32()}
+    # Assignment: a nullable struct, encoded as an int8 marker (-1: null) before its fields
+    present = r.i8()
+    if present < 0:
+        out["assignment"] = None
+    else:
+        assignment = {}
+        for _ in range(r.compact_len()):
+            tid = r.uuid()
+            assignment[tid] = sorted(r.compact_int32s())
+            r.skip_tagged()
+        r.skip_tagged()
+        out["assignment"] = assignment
+    r.skip_tagged()
+    return out
+
+
+def consumer_group_heartbeat(bootstrap_or_conn, group_id: str, member_id: str, member_epoch: int,
+                             version: int = 1, corr: int = 1, **fields) -> dict:
+    body = consumer_group_heartbeat_body(group_id, member_id, member_epoch, version=version, **fields)
+    return parse_consumer_group_heartbeat(call(bootstrap_or_conn, API_CONSUMER_GROUP_HEARTBEAT, version, body,
+                                               flexible=True, corr=corr))
+
+
+# ------------------------------------------------------------------ ConsumerGroupDescribe v0-v1
+def consumer_group_describe(bootstrap_or_conn, group_ids: list[str], version: int = 0,
+                            include_authorized_operations: bool = False) -> list[dict]:
+    body = compact_array([compact_string(g) for g in group_ids]) + boolean(include_authorized_operations) + TAGS
+    r = call(bootstrap_or_conn, API_CONSUMER_GROUP_DESCRIBE, version, body, flexible=True)
+    r.i32()  # throttle
+
+    def assignment():
+        tps = {}
+        for _ in range(r.compact_len()):
+            tid, name, parts = r.uuid(), r.compact_string(), r.compact_int32s()
+            r.skip_tagged()
+            tps[name] = {"id": tid, "partitions": sorted(parts)}
+        r.skip_tagged()
+        return tps
+
+    groups = []
+    for _ in range(r.compact_len()):
+        g = {"error": r.i16(), "message": r.compact_string(), "group_id": r.compact_string(),
+             "state": r.compact_string(), "group_epoch": r.i32(), "assignment_epoch": r.i32(),
+             "assignor": r.compact_string(), "members": []}
+        for _ in range(r.compact_len()):
+            m = {"member_id": r.compact_string(), "instance_id": r.compact_string(),
+                 "rack_id": r.compact_string(), "member_epoch": r.i32(), "client_id": r.compact_string(),
+                 "client_host": r.compact_string()}
+            names = r.compact_len()
+            m["subscribed_topic_names"] = [r.compact_string() for _ in range(max(names, 0))]
+            m["subscribed_topic_regex"] = r.compact_string()
+            m["assignment"] = assignment()
+            m["target_assignment"] = assignment()
+            if version >= 1:
+                m["member_type"] = r.i8()   # v1 (Kafka 4.1): -1 unknown, 0 classic, 1 consumer
+            r.skip_tagged()
+            g["members"].append(m)
+        g["authorized_operations"] = r.i32()
+        r.skip_tagged()
+        groups.append(g)
+    r.skip_tagged()
+    return groups
+
+
+# ------------------------------------------------------------------ OffsetCommit v8-v9, OffsetFetch v9
+def offset_commit_flex(bootstrap_or_conn, version: int, group_id: str, epoch: int, member_id: str,
+                       offsets: dict[str, list[tuple[int, int]]], instance_id: str | None = None,
+                       corr: int = 1) -> dict[tuple[str, int], int]:
+    """OffsetCommit v8/v9; offsets {topic: [(partition, offset)]} -> {(topic, partition): error}."""
+    assert version in (8, 9)
+    body = compact_string(group_id) + i32(epoch) + compact_string(member_id) + compact_string(instance_id)
+    body += compact_array([compact_string(t) + compact_array(
+        [i32(p) + i64(o) + i32(-1) + compact_string(None) + TAGS for p, o in ps]) + TAGS
+        for t, ps in offsets.items()])
+    r = call(bootstrap_or_conn, API_OFFSET_COMMIT, version, body + TAGS, flexible=True, corr=corr)
+    r.i32()  # throttle
+    out = {}
+    for _ in range(r.compact_len()):
+        name = r.compact_string()
+        for _ in range(r.compact_len()):
+            p, err = r.i32(), r.i16()
+            r.skip_tagged()
+            out[(name, p)] = err
+        r.skip_tagged()
+    return out
+
+
+def offset_fetch_v9(bootstrap_or_conn, group_id: str, member_id: str | None, epoch: int,
+                    topics: dict[str, list[int]] | None, corr: int = 1) -> dict:
+    """One group: {"error": group error, "offsets": {(topic, partition): (offset, error)}}."""
+    tpart = None if topics is None else [compact_string(t) + compact_int32s(ps) + TAGS for t, ps in topics.items()]
+    body = compact_array([compact_string(group_id) + compact_string(member_id) + i32(epoch)
+                          + compact_array(tpart) + TAGS]) + boolean(False) + TAGS
+    r = call(bootstrap_or_conn, API_OFFSET_FETCH, 9, body, flexible=True, corr=corr)
+    r.i32()  # throttle
+    res = None
+    for _ in range(r.compact_len()):
+        gid = r.compact_string()
+        offs = {}
+        for _ in range(r.compact_len()):
+            name = r.compact_string()
+            for _ in range(r.compact_len()):
+                p, off, _epoch, _meta, err = r.i32(), r.i64(), r.i32(), r.compact_string(), r.i16()
+                r.skip_tagged()
+                offs[(name, p)] = (off, err)
+            r.skip_tagged()
+        err = r.i16()
+        r.skip_tagged()
+        if gid == group_id:
+            res = {"error": err, "offsets": offs}
+    assert res is not None, "group missing from the OffsetFetch response"
+    return res
+
+
+# ------------------------------------------------------------------ JoinGroup v5 (classic, non-flexible)
+def join_group_v5(bootstrap_or_conn, group_id: str, member_id: str = "", protocol_type: str = "consumer",
+                  protocols: list[tuple[str, bytes]] | None = None, session_timeout_ms: int = 10000,
+                  rebalance_timeout_ms: int = 10000, instance_id: str | None = None, corr: int = 1) -> dict:
+    if protocols is None:
+        protocols = [("range", b"")]
+    body = string(group_id) + i32(session_timeout_ms) + i32(rebalance_timeout_ms) + string(member_id)
+    body += string(instance_id) + string(protocol_type)
+    body += i32(len(protocols)) + b"".join(string(n) + nbytes(m) for n, m in protocols)
+    r = call(bootstrap_or_conn, API_JOIN_GROUP, 5, body, flexible=False, corr=corr)
+    return {"throttle_ms": r.i32(), "error": r.i16(), "generation": r.i32(), "protocol": r.string(),
+            "leader": r.string(), "member_id": r.string()}
+
+
+def consumer_subscription_v0(topics: list[str]) -> bytes:
+    """ConsumerProtocolSubscription v0 (the metadata of a classic 'consumer' JoinGroup)."""
+    return i16(0) + i32(len(topics)) + b"".join(string(t) for t in topics) + nbytes(b"")
+
+
+# ------------------------------------------------------------------ ListGroups v5
+def list_groups_v5(bootstrap_or_conn, states: list[str] | None = None, types: list[str] | None = None,
+                   corr: int = 1) -> dict[str, dict]:
+    """{group id: {"protocol_type", "state", "type"}}; the top-level error must be 0."""
+    body = compact_array([compact_string(s) for s in states or []])
+    body += compact_array([compact_string(t) for t in types or []]) + TAGS
+    r = call(bootstrap_or_conn, 16, 5, body, flexible=True, corr=corr)
+    r.i32()  # throttle
+    err = r.i16()
+    assert err == 0, f"ListGroups error {err}"
+    out = {}
+    for _ in range(r.compact_len()):
+        g = r.compact_string()
+        out[g] = {"protocol_type": r.compact_string(), "state": r.compact_string(), "type": r.compact_string()}
+        r.skip_tagged()
+    r.skip_tagged()
     return out

@@ -28,9 +28,10 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaError,
-                             KafkaException, TopicPartition)
+from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, ConsumerGroupType,
+                             KafkaError, KafkaException, TopicPartition)
 
+import kproto
 from kutil import admin, create_topic, kafka_error_code, kcat, kcat_bin, producer, produce_all
 
 INITIAL_DELAY_S = 3.0   # the broker's group.initial.rebalance.delay.ms default
@@ -1142,3 +1143,560 @@ def test_kip848_two_members_exactly_once(broker, topic):
         for m in members:
             m.close()
     assert committed_offsets(bs, group, topic, parts) == {p: (10, "") for p in range(parts)}
+
+
+# The KIP-848 members below use the broker's defaults (group-consumer-session-timeout-ms 45000,
+# group-consumer-heartbeat-interval-ms 5000) unless a test says otherwise: a member learns of a
+# new target assignment at its next heartbeat, so a rebalance step takes up to ~5 s.
+C848 = {"group.protocol": "consumer"}
+HB_S = 5.0   # the broker's default consumer heartbeat interval
+
+
+def distinct(members) -> set:
+    return {(p, o) for m in members for p, o, _ in m.records}
+
+
+def kip848_broker(broker_factory, tmp_path, **settings):
+    """A broker started with `--config` holding the given kebab-case settings."""
+    path = tmp_path / "kairos.toml"
+    path.write_text("".join(f"{k.replace('_', '-')} = {v}\n" for k, v in settings.items()))
+    return broker_factory.start("--config", str(path))
+
+
+class TopicsMember:
+    """A consumer-protocol member subscribed to several topics or a regex: like Member, but
+    it tracks (topic, partition) pairs and does not commit."""
+
+    def __init__(self, bootstrap: str, group: str, subscription: list[str], name: str, **conf):
+        c = {"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
+             "enable.auto.commit": False, "auto.offset.reset": "earliest",
+             "socket.timeout.ms": 10000, "client.id": name}
+        c.update(conf)
+        self.name = name
+        self.owned: set[tuple[str, int]] = set()
+        self.events: list[tuple[str, frozenset, float]] = []
+        self.records: list[tuple[str, int, int, bytes]] = []
+        self.errors: list = []
+        self.commit_errors: list = []
+        self.foreign: list = []
+        self.closed = False
+        self.c = Consumer(c)
+        self.c.subscribe(subscription, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                         on_lost=self._on_revoke)
+
+    def _on_assign(self, c, parts):
+        ps = frozenset((p.topic, p.partition) for p in parts)
+        self.events.append(("assign", ps, time.monotonic()))
+        self.owned |= ps
+
+    def _on_revoke(self, c, parts):
+        ps = frozenset((p.topic, p.partition) for p in parts)
+        self.events.append(("revoke", ps, time.monotonic()))
+        self.owned -= ps
+
+    def poll(self, timeout: float = 0.05) -> int:
+        if self.closed:
+            return 0
+        n = 0
+        for m in self.c.consume(num_messages=500, timeout=timeout):
+            if m.error():
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    self.errors.append(m.error())
+                continue
+            if (m.topic(), m.partition()) not in self.owned:
+                self.foreign.append((m.topic(), m.partition(), m.offset()))
+            self.records.append((m.topic(), m.partition(), m.offset(), m.value()))
+            n += 1
+        return n
+
+    def close(self):
+        if not self.closed:
+            self.c.close()
+            self.closed = True
+
+
+def produce_topics(bootstrap: str, topics: dict[str, int], per_partition: int, tag: str = "r"):
+    """per_partition records into each partition of each topic; {(topic, partition, offset): value}."""
+    out = {}
+    p = producer(bootstrap)
+    for t, parts in topics.items():
+        recs = [{"partition": i, "value": b"%s-%s-p%d-%d" % (tag.encode(), t.encode(), i, n)}
+                for n in range(per_partition) for i in range(parts)]
+        res = produce_all(p, t, recs)
+        out.update({(t, r[1], r[2]): rec["value"] for r, rec in zip(res, recs)})
+    return out
+
+
+@KIP848
+def test_kip848_leave_gives_partitions_to_the_survivor(broker, topic):
+    """2 members on 6 partitions; one closes (ConsumerGroupHeartbeat with epoch -1): the other
+    owns all 6 within about a heartbeat interval (not after the 45 s session timeout) and
+    consumes new records of every partition; owned sets disjoint at every poll round."""
+    bs = broker.bootstrap
+    parts = 6
+    create_topic(bs, topic, partitions=parts)
+    group = gid("leave")
+    expected = produce_spread(bs, topic, parts, 5, tag="a")
+    a = Member(bs, group, topic, "A", **C848)
+    b = Member(bs, group, topic, "B", **C848)
+    members = [a, b]
+    try:
+        poll_until(members, lambda: covers(members, parts) and len(distinct(members)) >= len(expected),
+                   25, "A and B share 6 partitions")
+        assert len(a.owned) == 3 and len(b.owned) == 3, (a.owned, b.owned)
+        t0 = time.monotonic()
+        b.close()
+        more = produce_spread(bs, topic, parts, 5, tag="b")
+        expected.update(more)
+        poll_until(members, lambda: a.owned == set(range(parts)), HB_S + 10, "A owns all 6 partitions")
+        took = time.monotonic() - t0
+        print(f"survivor owned every partition {took:.1f}s after the leave")
+        assert took < HB_S + 5, f"takeover after a leave took {took:.1f}s"
+        poll_until(members, lambda: len(distinct(members)) >= len(expected), 20, "all records")
+        time.sleep(0.3)
+        a.poll(0.2)
+        assert {p for p, o, v in a.records if v.startswith(b"b-")} == set(range(parts))
+        check_exactly_once(members, expected)
+        desc = describe_group(bs, group)
+        assert desc.state == ConsumerGroupState.STABLE, desc.state
+        assert [m.client_id for m in desc.members] == ["A"]
+        assert sorted(tp.partition for tp in desc.members[0].assignment.topic_partitions) == list(range(parts))
+    finally:
+        for m in members:
+            m.close()
+    assert committed_offsets(bs, group, topic, parts) == {p: (10, "") for p in range(parts)}
+
+
+CHILD_KIP848 = r"""
+import json, sys, time
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+bs, group, topic = sys.argv[1:4]
+def out(**kw):
+    sys.stdout.write(json.dumps(kw) + "\n"); sys.stdout.flush()
+def on_assign(c, ps): out(assign=[p.partition for p in ps])
+def on_revoke(c, ps): out(revoke=[p.partition for p in ps])
+c = Consumer({"bootstrap.servers": bs, "group.id": group, "enable.auto.commit": False,
+              "auto.offset.reset": "earliest", "group.protocol": "consumer", "client.id": "child"})
+c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+while True:
+    msgs = c.consume(num_messages=500, timeout=0.1)
+    good = [m for m in msgs if not m.error()]
+    for m in msgs:
+        if m.error() and m.error().code() != KafkaError._PARTITION_EOF:
+            out(error=str(m.error()))
+    if good:
+        last = {}
+        for m in good:
+            last[m.partition()] = m.offset() + 1
+        recs = [[m.partition(), m.offset(), m.value().decode()] for m in good]
+        try:
+            c.commit(offsets=[TopicPartition(topic, p, o) for p, o in last.items()], asynchronous=False)
+            out(records=recs, committed=last)
+        except Exception as e:
+            out(records=recs, uncommitted=[[p, o] for p, o, _ in recs], commit_error=str(e))
+"""
+
+
+@KIP848
+def test_kip848_killed_member_expires_after_session_timeout(broker_factory, tmp_path, topic):
+    """A consumer-protocol member in another process is killed (SIGKILL: no leave heartbeat).
+    Its partitions go to the survivor only once its session expired (not when its connection
+    dropped), and with commits every record is consumed exactly once across the crash."""
+    # The default session timeout (45 s) would make this test wait 45 s: use 6 s, and a 1 s
+    # heartbeat interval so that the survivor keeps its own session comfortably.
+    session_s, hb_s = 6.0, 1.0
+    b = kip848_broker(broker_factory, tmp_path, group_consumer_session_timeout_ms=int(session_s * 1000),
+                      group_consumer_heartbeat_interval_ms=int(hb_s * 1000))
+    bs = b.bootstrap
+    parts = 6
+    create_topic(bs, topic, partitions=parts)
+    group = gid("crash")
+    expected = produce_spread(bs, topic, parts, 10, tag="a")
+    child = subprocess.Popen([sys.executable, "-c", CHILD_KIP848, bs, group, topic],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in child.stdout], daemon=True).start()
+    cs = {"owned": set(), "records": [], "errors": [], "uncommitted": set()}
+
+    def drain():
+        while True:
+            try:
+                ev = json.loads(lines.get_nowait())
+            except queue.Empty:
+                return
+            cs["owned"].update(ev.get("assign", []))
+            cs["owned"].difference_update(ev.get("revoke", []))
+            cs["records"].extend((p, o, v.encode()) for p, o, v in ev.get("records", []))
+            if "error" in ev:
+                cs["errors"].append(ev["error"])
+            cs["uncommitted"].update(tuple(x) for x in ev.get("uncommitted", []))
+
+    s = Member(bs, group, topic, "survivor", **C848)
+    try:
+        def shared():
+            if not (s.owned and cs["owned"]):
+                return False
+            assert not (s.owned & cs["owned"]), f"overlap: survivor {s.owned} child {cs['owned']}"
+            return (s.owned | cs["owned"]) == set(range(parts)) and \
+                len({(p, o) for p, o, _ in s.records + cs["records"]}) >= len(expected)
+        poll_until([s], shared, 30, "survivor and child share the topic", extra=[drain])
+        assert len(s.owned) == 3 and len(cs["owned"]) == 3, (s.owned, cs["owned"])
+        time.sleep(0.3)     # the child prints records after their commit: let the last ones arrive
+        drain()
+        t0 = time.monotonic()
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        more = produce_spread(bs, topic, parts, 5, tag="b")
+        expected.update(more)
+        poll_until([s], lambda: s.owned == set(range(parts)), session_s + 12, "survivor owns every partition")
+        took = time.monotonic() - t0
+        print(f"killed member's partitions reassigned after {took:.1f}s (session timeout {session_s:.0f} s)")
+        # the child's last heartbeat was at most one interval before the kill
+        assert took >= session_s - hb_s - 1.0, (
+            f"partitions reassigned {took:.1f}s after the kill: the member must stay until its session "
+            f"timeout ({session_s:.0f} s) expires, not until its connection drops")
+        assert took <= session_s + 2 * hb_s + 3, f"partitions reassigned only after {took:.1f}s"
+        poll_until([s], lambda: len({(p, o) for p, o, _ in s.records + cs["records"]}) >= len(expected),
+                   20, "all records")
+        time.sleep(0.3)
+        s.poll(0.2)
+        assert not cs["errors"], cs["errors"]
+        assert not s.errors and not s.foreign, (s.errors, s.foreign)
+        seen = [(p, o) for p, o, _ in s.records + cs["records"]]
+        assert sorted(set(seen)) == sorted(expected), f"missing {sorted(set(expected) - set(seen))[:10]}"
+        twice = sorted({k for k in seen if seen.count(k) > 1} - cs["uncommitted"])
+        assert not twice, f"consumed twice although committed: {twice[:10]}"
+        assert all(expected[(p, o)] == v for p, o, v in s.records + cs["records"])
+        desc = describe_group(bs, group)
+        assert desc.state == ConsumerGroupState.STABLE and [m.client_id for m in desc.members] == ["survivor"]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        s.close()
+    assert committed_offsets(bs, group, topic, parts) == {p: (15, "") for p in range(parts)}
+
+
+@KIP848
+def test_kip848_third_member_joins_incrementally(broker, topic):
+    """A and B share 6 partitions and commit; C joins: the uniform assignor moves one partition
+    away from each of A and B (sticky, incremental: A and B keep consuming the others), owned
+    sets are disjoint at every poll round, and with commits nothing is lost or consumed twice."""
+    bs = broker.bootstrap
+    parts = 6
+    create_topic(bs, topic, partitions=parts)
+    group = gid("join")
+    expected = produce_spread(bs, topic, parts, 10, tag="a")
+    a = Member(bs, group, topic, "A", **C848)
+    b = Member(bs, group, topic, "B", **C848)
+    members = [a, b]
+    try:
+        poll_until(members, lambda: covers(members, parts) and len(distinct(members)) >= len(expected),
+                   25, "A and B share 6 partitions")
+        assert len(a.owned) == 3 and len(b.owned) == 3, (a.owned, b.owned)
+        before = {m.name: (set(m.owned), len(m.events)) for m in (a, b)}
+        expected.update(produce_spread(bs, topic, parts, 5, tag="b"))
+        poll_until(members, lambda: len(distinct(members)) >= len(expected), 20, "2nd batch consumed by A and B")
+        assert not any(m.pending for m in members)
+        c = Member(bs, group, topic, "C", **C848)
+        members.append(c)
+        expected.update(produce_spread(bs, topic, parts, 5, tag="c"))
+        poll_until(members, lambda: covers(members, parts) and all(len(m.owned) == 2 for m in members),
+                   3 * HB_S + 10, "A, B and C own 2 partitions each")
+        for m in (a, b):
+            owned0, mark = before[m.name]
+            evs = m.events[mark:]
+            assert [e[0] for e in evs] == ["revoke"] and len(evs[0][1]) == 1, (
+                f"{m.name}: expected one incremental revocation of one partition, got {evs}")
+            assert m.owned < owned0, (m.name, owned0, m.owned)
+        expected.update(produce_spread(bs, topic, parts, 5, tag="d"))
+        poll_until(members, lambda: len(distinct(members)) >= len(expected), 20, "all records")
+        time.sleep(0.3)
+        for m in members:
+            m.poll(0.1)
+        check_exactly_once(members, expected)
+        assert {p for p, o, v in c.records} == c.owned
+        desc = describe_group(bs, group)
+        assert desc.state == ConsumerGroupState.STABLE and len(desc.members) == 3
+    finally:
+        for m in members:
+            m.close()
+    assert committed_offsets(bs, group, topic, parts) == {p: (25, "") for p in range(parts)}
+
+
+@KIP848
+def test_kip848_static_member_restart_keeps_assignment(broker, topic):
+    """A static member (group.instance.id) closes (leave heartbeat with epoch -2) and a new
+    consumer with the same instance id starts within the session timeout: it gets the same
+    partitions back at once, the group epoch does not move, and the other member sees nothing."""
+    bs = broker.bootstrap
+    parts = 6
+    create_topic(bs, topic, partitions=parts)
+    group = gid("static")
+    expected = produce_spread(bs, topic, parts, 5, tag="a")
+    a = Member(bs, group, topic, "A", **{"group.instance.id": "inst-a"}, **C848)
+    b = Member(bs, group, topic, "B", **{"group.instance.id": "inst-b"}, **C848)
+    members = [a, b]
+    try:
+        poll_until(members, lambda: covers(members, parts) and len(a.owned) == 3 and
+                   len(distinct(members)) >= len(expected), 25, "A and B share the topic")
+        g0 = kproto.consumer_group_describe(bs, [group])[0]
+        assert g0["state"] == "Stable", g0
+        assert sorted(m["instance_id"] for m in g0["members"]) == ["inst-a", "inst-b"]
+        old_b = [m for m in g0["members"] if m["instance_id"] == "inst-b"][0]
+        a_events = len(a.events)
+        b_owned = set(b.owned)
+
+        t0 = time.monotonic()
+        b.close()
+        g1 = kproto.consumer_group_describe(bs, [group])[0]
+        gone = [m for m in g1["members"] if m["instance_id"] == "inst-b"]
+        assert gone and gone[0]["member_epoch"] == -2, f"static member after close: {gone}"
+        b2 = Member(bs, group, topic, "B2", **{"group.instance.id": "inst-b"}, **C848)
+        members.append(b2)
+        expected.update(produce_spread(bs, topic, parts, 5, tag="b"))
+        poll_until(members, lambda: bool(b2.owned), 10, "the restarted static member gets an assignment")
+        took = time.monotonic() - t0
+        assert b2.owned == b_owned, f"restarted static member got {b2.owned}, had {b_owned}"
+        assert took < 5, f"the restarted static member waited {took:.1f}s for its assignment"
+        poll_until(members, lambda: len(distinct(members)) >= len(expected), 15, "all records")
+        # A heartbeats at least once more (every 5 s): it must not be asked to change anything
+        end = time.monotonic() + HB_S + 1
+        poll_until(members, lambda: time.monotonic() > end, HB_S + 5, "quiet period")
+        assert a.events[a_events:] == [], f"A saw a rebalance when static B restarted: {a.events[a_events:]}"
+        assert [e[0] for e in b2.events] == ["assign"], b2.events
+        check_exactly_once(members, expected)
+        g2 = kproto.consumer_group_describe(bs, [group])[0]
+        assert g2["state"] == "Stable" and g2["group_epoch"] == g0["group_epoch"], (g0, g2)
+        inst = {m["instance_id"]: m for m in g2["members"]}
+        assert sorted(inst) == ["inst-a", "inst-b"]
+        assert inst["inst-b"]["member_id"] != old_b["member_id"], "the restarted consumer has a new member id"
+        assert inst["inst-b"]["member_epoch"] == old_b["member_epoch"]
+        assert inst["inst-b"]["client_id"] == "B2"
+        assert set(inst["inst-b"]["assignment"][topic]["partitions"]) == b_owned
+    finally:
+        for m in members:
+            m.close()
+
+
+@KIP848
+def test_kip848_range_assignor_co_partitions(broker, topic):
+    """group.remote.assignor=range: two members on two topics of 4 partitions each get the
+    same partition numbers of both topics (Kafka's server-side RangeAssignor: ranges by
+    member id order); describe names the assignor."""
+    bs = broker.bootstrap
+    t1, t2 = topic + "-x", topic + "-y"
+    create_topic(bs, t1, partitions=4)
+    create_topic(bs, t2, partitions=4)
+    expected = produce_topics(bs, {t1: 4, t2: 4}, 3)
+    group = gid("range")
+    conf = {"group.remote.assignor": "range"}
+    members = [TopicsMember(bs, group, [t1, t2], n, **conf) for n in ("A", "B")]
+    everything = {(t, p) for t in (t1, t2) for p in range(4)}
+    try:
+        poll_until(members, lambda: all(m.owned for m in members) and
+                   set().union(*(m.owned for m in members)) == everything and
+                   len({(t, p, o) for m in members for t, p, o, _ in m.records}) >= len(expected),
+                   25, "A and B share both topics")
+        for m in members:
+            by_topic = {t: {p for tt, p in m.owned if tt == t} for t in (t1, t2)}
+            assert by_topic[t1] == by_topic[t2], f"{m.name} is not co-partitioned: {by_topic}"
+            assert len(by_topic[t1]) == 2, by_topic
+        assert sorted(sorted(p for t, p in m.owned if t == t1) for m in members) == [[0, 1], [2, 3]]
+        for m in members:
+            assert not m.foreign and not m.errors, (m.foreign, m.errors)
+        got = sorted((t, p, o) for m in members for t, p, o, _ in m.records)
+        assert got == sorted(expected)
+        desc = describe_group(bs, group)
+        assert desc.partition_assignor == "range", desc.partition_assignor
+        assert desc.state == ConsumerGroupState.STABLE
+        raw = kproto.consumer_group_describe(bs, [group])[0]
+        assert raw["assignor"] == "range"
+        for m in raw["members"]:
+            assert m["assignment"][t1]["partitions"] == m["assignment"][t2]["partitions"], m["assignment"]
+    finally:
+        for m in members:
+            m.close()
+
+
+@KIP848
+def test_kip848_regex_subscription(broker, topic):
+    """subscribe(["^<prefix>.*"]) with group.protocol=consumer: librdkafka sends the pattern to
+    the broker (SubscribedTopicRegex); a topic created before and one created after the
+    subscription are both assigned and consumed, a topic that does not match is not."""
+    bs = broker.bootstrap
+    prefix = topic + "-rx"
+    before, after, other = prefix + "-before", prefix + "-after", "no-" + prefix
+    create_topic(bs, before, partitions=2)
+    create_topic(bs, other, partitions=1)
+    expected = produce_topics(bs, {before: 2, other: 1}, 3, tag="a")
+    del_other = {k for k in expected if k[0] == other}
+    for k in del_other:
+        del expected[k]
+    group = gid("regex")
+    m = TopicsMember(bs, group, [f"^{prefix}.*"], "rx")
+    try:
+        poll_until([m], lambda: len(m.records) >= len(expected), 25, "records of the existing topic")
+        assert m.owned == {(before, 0), (before, 1)}, m.owned
+        raw = kproto.consumer_group_describe(bs, [group])[0]
+        print("librdkafka subscription:", [(x["subscribed_topic_names"], x["subscribed_topic_regex"])
+                                           for x in raw["members"]])
+        assert raw["members"][0]["subscribed_topic_regex"] is not None, raw["members"]
+        assert prefix in raw["members"][0]["subscribed_topic_regex"]
+        assert raw["members"][0]["subscribed_topic_names"] == []
+
+        create_topic(bs, after, partitions=2)
+        expected.update(produce_topics(bs, {after: 2}, 3, tag="b"))
+        poll_until([m], lambda: len({(t, p, o) for t, p, o, _ in m.records}) >= len(expected),
+                   HB_S + 15, "records of the topic created after the subscription")
+        time.sleep(0.3)
+        m.poll(0.2)
+        assert m.owned == {(before, 0), (before, 1), (after, 0), (after, 1)}, m.owned
+        assert sorted((t, p, o) for t, p, o, _ in m.records) == sorted(expected)
+        assert not m.foreign and not m.errors, (m.foreign, m.errors)
+        raw = kproto.consumer_group_describe(bs, [group])[0]
+        assert sorted(raw["members"][0]["assignment"]) == sorted([before, after])
+    finally:
+        m.close()
+
+
+def _list_848(a, **kw):
+    res = a.list_consumer_groups(request_timeout=10, **kw).result(15)
+    assert not res.errors, res.errors
+    return {g.group_id: g for g in res.valid}
+
+
+@KIP848
+def test_kip848_admin_list_describe_offsets_delete(broker, topic):
+    """AdminClient against a consumer-protocol group: ListGroups (type CONSUMER, state
+    STABLE, states and types filters), describe (ConsumerGroupDescribe: type, state,
+    assignor, members with assignments), list offsets, alter offsets refused while active,
+    NON_EMPTY_GROUP while active; after the members leave: EMPTY, then deleted."""
+    bs = broker.bootstrap
+    parts = 3
+    create_topic(bs, topic, partitions=parts)
+    expected = produce_spread(bs, topic, parts, 10)
+    a = admin(bs)
+    group = gid("adm848")
+    classic = gid("classic")
+    c = Consumer({"bootstrap.servers": bs, "group.id": classic, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+    finally:
+        c.close()
+    members = [Member(bs, group, topic, n, **C848) for n in ("M1", "M2")]
+    try:
+        poll_until(members, lambda: covers(members, parts) and len(distinct(members)) >= len(expected),
+                   25, "M1 and M2 consuming")
+        check_exactly_once(members, expected)
+
+        listed = _list_848(a)
+        assert listed[group].type == ConsumerGroupType.CONSUMER, vars(listed[group])
+        assert listed[group].state == ConsumerGroupState.STABLE, vars(listed[group])
+        assert listed[group].is_simple_consumer_group is False
+        assert listed[classic].type == ConsumerGroupType.CLASSIC, vars(listed[classic])
+        only = _list_848(a, types={ConsumerGroupType.CONSUMER})
+        assert group in only and classic not in only, sorted(only)
+        only = _list_848(a, types={ConsumerGroupType.CLASSIC})
+        assert classic in only and group not in only, sorted(only)
+        assert group in _list_848(a, states={ConsumerGroupState.STABLE})
+        assert group not in _list_848(a, states={ConsumerGroupState.EMPTY})
+        assert group in _list_848(a, states={ConsumerGroupState.STABLE}, types={ConsumerGroupType.CONSUMER})
+
+        desc = a.describe_consumer_groups([group])[group].result(10)
+        assert desc.group_id == group
+        assert desc.type == ConsumerGroupType.CONSUMER
+        assert desc.state == ConsumerGroupState.STABLE
+        assert desc.is_simple_consumer_group is False
+        assert desc.partition_assignor == "uniform"
+        assert desc.coordinator.id == 1
+        assert sorted(m.client_id for m in desc.members) == ["M1", "M2"]
+        owned = {m.name: m.owned for m in members}
+        for md in desc.members:
+            assert md.host
+            got = {tp.partition for tp in md.assignment.topic_partitions}
+            assert {tp.topic for tp in md.assignment.topic_partitions} == {topic}
+            assert got == owned[md.client_id], (md.client_id, got, owned)
+            assert md.target_assignment is not None
+            assert {tp.partition for tp in md.target_assignment.topic_partitions} == got
+
+        offs = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(10)
+        assert sorted((tp.topic, tp.partition, tp.offset) for tp in offs.topic_partitions) == \
+            [(topic, p, 10) for p in range(parts)]
+
+        with pytest.raises(KafkaException) as ei:
+            a.delete_consumer_groups([group], request_timeout=10)[group].result(15)
+        assert kafka_error_code(ei.value) == KafkaError.NON_EMPTY_GROUP, ei.value
+        try:
+            r = a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(
+                group, [TopicPartition(topic, 0, 0)])])[group].result(10)
+            codes = [tp.error.code() if tp.error else None for tp in r.topic_partitions]
+        except KafkaException as e:
+            codes = [kafka_error_code(e)]
+        assert codes == [KafkaError.UNKNOWN_MEMBER_ID], codes
+    finally:
+        for m in members:
+            m.close()
+
+    listed = _list_848(a)
+    assert listed[group].state == ConsumerGroupState.EMPTY and listed[group].type == ConsumerGroupType.CONSUMER
+    assert group in _list_848(a, states={ConsumerGroupState.EMPTY}, types={ConsumerGroupType.CONSUMER})
+    desc = a.describe_consumer_groups([group])[group].result(10)
+    assert desc.state == ConsumerGroupState.EMPTY and desc.members == []
+    assert desc.type == ConsumerGroupType.CONSUMER
+    fs = a.delete_consumer_groups([group], request_timeout=10)
+    fs[group].result(15)
+    assert group not in _list_848(a)
+    offs = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, 0)])])[group].result(10)
+    assert [tp.offset for tp in offs.topic_partitions] == [-1001]
+    try:
+        d = a.describe_consumer_groups([group])[group].result(10)
+        unknown = (d.state, d.members)
+    except KafkaException as e:
+        unknown = kafka_error_code(e)
+    assert unknown in ((ConsumerGroupState.DEAD, []), KafkaError.GROUP_ID_NOT_FOUND), unknown
+
+
+@KIP848
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_kip848_broker_restart_under_active_group(broker_factory, topic, how):
+    """The broker restarts on the same data dir while a consumer-protocol group of 2 consumes:
+    the members keep (or regain) their partitions, consumption resumes at the committed
+    offsets, every record exactly once."""
+    b = broker_factory.start()
+    parts = 4
+    create_topic(b.bootstrap, topic, partitions=parts)
+    group = gid("restart848")
+    expected = produce_spread(b.bootstrap, topic, parts, 10, tag="a")
+    conf = {"reconnect.backoff.max.ms": 500, **C848}
+    members = [Member(b.bootstrap, group, topic, n, **conf) for n in ("M1", "M2")]
+    try:
+        poll_until(members, lambda: covers(members, parts) and len(distinct(members)) >= len(expected),
+                   25, "phase 1")
+        for m in members:
+            m.poll(0.1)
+        assert not any(m.pending for m in members), [m.pending for m in members]
+        before = kproto.consumer_group_describe(b.bootstrap, [group])[0]
+        if how == "sigterm":
+            b.restart()
+        else:
+            b.kill()
+            b.start()
+        after = kproto.consumer_group_describe(b.bootstrap, [group])[0]
+        assert after["error"] == 0 and after["group_epoch"] >= before["group_epoch"], (before, after)
+        assert sorted(m["member_id"] for m in after["members"]) == sorted(m["member_id"] for m in before["members"])
+        expected.update(produce_spread(b.bootstrap, topic, parts, 10, tag="b"))
+        poll_until(members, lambda: covers(members, parts) and len(distinct(members)) >= len(expected),
+                   40, "consuming again after the broker restart")
+        time.sleep(0.5)
+        for m in members:
+            m.poll(0.1)
+        check_exactly_once(members, expected)
+        assert not [e for m in members for e in m.commit_errors], [m.commit_errors for m in members]
+        d = describe_group(b.bootstrap, group)
+        assert d.state == ConsumerGroupState.STABLE and sorted(x.client_id for x in d.members) == ["M1", "M2"]
+    finally:
+        for m in members:
+            m.close()
+    assert committed_offsets(b.bootstrap, group, topic, parts) == {p: (20, "") for p in range(parts)}

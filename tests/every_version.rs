@@ -287,6 +287,18 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                         ]),
                 ]),
         ),
+        ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(&format!("cg{v}"))))
+                .with_member_id(s(&format!("member-{v}")))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![t("t")]))
+                .with_topic_partitions(Some(vec![])),
+        ),
+        ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("cg1"))]),
+        ),
         other => panic!("no request built for {other:?}: add one when advertising a new API"),
     }
 }
@@ -377,6 +389,8 @@ fn errors(r: &ResponseKind) -> Vec<i16> {
                     .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
             )
             .collect(),
+        ResponseKind::ConsumerGroupHeartbeat(r) => vec![r.error_code],
+        ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().map(|g| g.error_code).collect(),
         _ => vec![],
     }
 }

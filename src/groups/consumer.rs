@@ -372,11 +372,10 @@ impl ConsumerGroup {
                 if req.owned.as_ref().is_none_or(|o| !o.is_empty()) {
                     return invalid("TopicPartitions must be empty when (re-)joining.");
                 }
-                let no_names = req.subscribed_topic_names.as_ref().is_none_or(|n| n.is_empty());
-                let no_regex = req.subscribed_topic_regex.as_ref().is_none_or(|r| r.is_empty());
-                if no_names && no_regex {
+                // Empty ones are fine: a member that subscribes to nothing.
+                if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
                     return invalid(
-                        "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+                        "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining.",
                     );
                 }
             }
@@ -449,6 +448,9 @@ impl ConsumerGroup {
                 .get(&req.member_id)
                 .filter(|m| !m.departed)
                 .ok_or(GroupError::UnknownMemberId)?;
+            if req.instance_id.is_some() && req.instance_id != m.instance_id {
+                return Err(GroupError::FencedInstanceId);
+            }
             self.check_epoch(m, req)?;
             req.member_id.clone()
         };
@@ -793,8 +795,19 @@ impl ConsumerGroup {
             }
         };
         if req.member_epoch == LEAVE_STATIC_EPOCH {
-            let m = self.members.get_mut(&member_id).expect("found");
+            // It keeps what it was assigned, not what it was giving up.
+            let mut m = self.members.remove(&member_id).expect("found");
+            self.release_ownership(&m);
+            m.revoking.clear();
+            if m.state == MemberState::UnrevokedPartitions {
+                m.state = MemberState::Stable;
+            }
             m.departed = true;
+            self.take_ownership(&m);
+            if let Some(t) = self.timers.get_mut(&member_id) {
+                t.revoke = None;
+            }
+            self.members.insert(member_id.clone(), m);
             tracing::info!(member = %member_id, "static member left temporarily");
         } else {
             self.remove_member(&member_id);

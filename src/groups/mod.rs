@@ -846,6 +846,7 @@ impl GroupCoordinator {
                         && g.members.is_empty()
                         && g.pending.is_empty();
                     if !classic_empty {
+                        // Kafka converts a non-empty classic group online; Kairos does not.
                         return Err(GroupError::GroupIdNotFound);
                     }
                     if !joining {
@@ -867,7 +868,9 @@ impl GroupCoordinator {
                 g.dirty |= changed;
                 Ok(resp)
             })
-            .unwrap_or(Err(GroupError::GroupIdNotFound));
+            // Kafka answers GROUP_ID_NOT_FOUND here, which librdkafka treats as
+            // fatal; UNKNOWN_MEMBER_ID makes the member rejoin (and recreate the group).
+            .unwrap_or(Err(GroupError::UnknownMemberId));
         self.wake.notify_one();
         result
     }
