@@ -212,4 +212,8 @@ impl crate::groups::TopicLookup for TopicRegistry {
     fn topic_names(&self) -> Vec<String> {
         self.list().iter().map(|t| t.name.clone()).collect()
     }
+
+    fn generation(&self) -> u64 {
+        TopicRegistry::generation(self)
+    }
 }

@@ -29,6 +29,8 @@ pub type TopicPartitions = Vec<(Uuid, Vec<i32>)>;
 /// Epoch of a member that leaves for good, and of a static member that will return.
 pub const LEAVE_EPOCH: i32 = -1;
 pub const LEAVE_STATIC_EPOCH: i32 = -2;
+/// The heartbeat interval asked of members while the group is not Stable.
+pub const RECONCILING_HEARTBEAT_INTERVAL_MS: i32 = 250;
 /// Limits on what one member may send.
 const MAX_SUBSCRIBED_TOPICS: usize = 10_000;
 const MAX_REGEX_LEN: usize = 1024;
@@ -181,6 +183,10 @@ pub(crate) struct ConsumerGroup {
     owners: HashMap<(Uuid, i32), String>,
     /// Compiled subscription regexes, by pattern.
     regexes: HashMap<String, regex::Regex>,
+    /// The topics' generation `topics` was resolved at, and whether a
+    /// subscription changed since: resolving again is needed only then.
+    topics_generation: Option<u64>,
+    subscriptions_changed: bool,
 }
 
 fn ms(v: i64) -> Duration {
@@ -230,6 +236,8 @@ impl ConsumerGroup {
             timers: HashMap::new(),
             owners: HashMap::new(),
             regexes: HashMap::new(),
+            topics_generation: None,
+            subscriptions_changed: false,
         }
     }
 
@@ -343,6 +351,7 @@ impl ConsumerGroup {
         self.release_ownership(&m);
         self.timers.remove(member_id);
         self.group_epoch += 1;
+        self.subscriptions_changed = true;
         true
     }
 
@@ -459,7 +468,9 @@ impl ConsumerGroup {
         let mut member = self.members.remove(&member_id).expect("member exists");
         let updated = self.update_member(&mut member, req);
         self.members.insert(member_id.clone(), member);
-        bump |= updated?;
+        let updated = updated?;
+        self.subscriptions_changed |= updated;
+        bump |= updated;
         bump |= self.refresh_topics(topics);
         // A join is persisted even when it moves nothing (a static member's return).
         let mut changed = bump || req.member_epoch == 0;
@@ -476,6 +487,14 @@ impl ConsumerGroup {
         changed |= self.reconcile(&member_id, owned.as_ref(), cx);
         self.touch(&member_id, cx);
 
+        // While the group converges, members are asked to come back sooner
+        // than the configured interval: each step of a rebalance (revoke,
+        // confirm, take released partitions) waits for one heartbeat.
+        let interval = if self.state() == ConsumerGroupState::Stable {
+            interval
+        } else {
+            interval.min(RECONCILING_HEARTBEAT_INTERVAL_MS)
+        };
         let m = &self.members[&member_id];
         let full = req.member_epoch == 0
             || (req.rebalance_timeout_ms != -1
@@ -608,13 +627,24 @@ impl ConsumerGroup {
     /// Resolves every member's subscription against the topics; true if the
     /// set of subscribed topics or a partition count changed.
     fn refresh_topics(&mut self, topics: &dyn TopicLookup) -> bool {
+        // Read before resolving, so that a change made meanwhile is seen next time.
+        let generation = topics.generation();
+        if !self.subscriptions_changed && self.topics_generation == Some(generation) {
+            return false;
+        }
+        self.subscriptions_changed = false;
+        self.topics_generation = Some(generation);
         let mut now: BTreeMap<Uuid, (String, i32)> = BTreeMap::new();
         let mut names: BTreeSet<&str> = BTreeSet::new();
         for m in self.members.values() {
             names.extend(m.topic_names.iter().map(String::as_str));
         }
         let has_regex = self.members.values().any(|m| m.topic_regex.is_some());
-        let all = if has_regex { topics.topic_names() } else { Vec::new() };
+        let all = if has_regex {
+            topics.topic_names()
+        } else {
+            Vec::new()
+        };
         for name in &all {
             let matched = self.members.values().any(|m| {
                 m.topic_regex
@@ -632,7 +662,11 @@ impl ConsumerGroup {
             }
         }
         // Prune compiled regexes nobody uses any more.
-        let used: BTreeSet<&String> = self.members.values().filter_map(|m| m.topic_regex.as_ref()).collect();
+        let used: BTreeSet<&String> = self
+            .members
+            .values()
+            .filter_map(|m| m.topic_regex.as_ref())
+            .collect();
         self.regexes.retain(|p, _| used.contains(p));
         if now != self.topics {
             self.topics = now;
@@ -672,7 +706,8 @@ impl ConsumerGroup {
                 }
             })
             .collect();
-        let counts: BTreeMap<Uuid, i32> = self.topics.iter().map(|(id, (_, n))| (*id, *n)).collect();
+        let counts: BTreeMap<Uuid, i32> =
+            self.topics.iter().map(|(id, (_, n))| (*id, *n)).collect();
         let mut result = self.assignor().assign(&specs, &counts);
         for m in self.members.values_mut() {
             m.target = result.remove(&m.id).unwrap_or_default();
@@ -705,7 +740,9 @@ impl ConsumerGroup {
         let timers = self.timers.get_mut(member_id);
         if let Some(t) = timers {
             t.revoke = match next.state {
-                MemberState::UnrevokedPartitions if old.state != MemberState::UnrevokedPartitions => {
+                MemberState::UnrevokedPartitions
+                    if old.state != MemberState::UnrevokedPartitions =>
+                {
                     Some(cx.now + ms(next.rebalance_timeout_ms as i64))
                 }
                 MemberState::UnrevokedPartitions => t.revoke,
@@ -850,7 +887,10 @@ impl ConsumerGroup {
         if epoch < 0 && self.members.is_empty() {
             return Ok(());
         }
-        let m = self.members.get(member_id).ok_or(GroupError::UnknownMemberId)?;
+        let m = self
+            .members
+            .get(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         if epoch != m.epoch {
             return Err(GroupError::StaleMemberEpoch);
         }
@@ -867,7 +907,10 @@ impl ConsumerGroup {
                 Err(GroupError::UnknownMemberId)
             };
         };
-        let m = self.members.get(member_id).ok_or(GroupError::UnknownMemberId)?;
+        let m = self
+            .members
+            .get(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         if epoch != m.epoch {
             return Err(GroupError::StaleMemberEpoch);
         }

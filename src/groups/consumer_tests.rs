@@ -4,6 +4,7 @@
 //! `tests.rs`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex as StdMutex;
 
 use uuid::Uuid;
@@ -11,9 +12,10 @@ use uuid::Uuid;
 use super::tests::{done, env_with, join_req, Env};
 use super::*;
 
-/// Topics for the tests: name -> (id, partitions), changeable while running.
+/// Topics for the tests: name -> (id, partitions), changeable while running;
+/// the second field counts changes.
 #[derive(Default)]
-struct FakeTopics(StdMutex<BTreeMap<String, (Uuid, i32)>>);
+struct FakeTopics(StdMutex<BTreeMap<String, (Uuid, i32)>>, AtomicU64);
 
 impl FakeTopics {
     fn with(topics: &[(&str, i32)]) -> FakeTopics {
@@ -26,8 +28,12 @@ impl FakeTopics {
 
     fn set(&self, name: &str, partitions: i32) {
         let mut map = self.0.lock().unwrap();
-        let id = map.get(name).map(|(id, _)| *id).unwrap_or_else(Uuid::new_v4);
+        let id = map
+            .get(name)
+            .map(|(id, _)| *id)
+            .unwrap_or_else(Uuid::new_v4);
         map.insert(name.to_string(), (id, partitions));
+        self.1.fetch_add(1, Ordering::SeqCst);
     }
 
     fn id(&self, name: &str) -> Uuid {
@@ -42,6 +48,10 @@ impl TopicLookup for FakeTopics {
 
     fn topic_names(&self) -> Vec<String> {
         self.0.lock().unwrap().keys().cloned().collect()
+    }
+
+    fn generation(&self) -> u64 {
+        self.1.load(Ordering::SeqCst)
     }
 }
 
@@ -79,7 +89,8 @@ fn beat(member: &str, epoch: i32, owned: Option<TopicPartitions>) -> ConsumerHea
 }
 
 fn count(a: &Option<TopicPartitions>) -> usize {
-    a.as_ref().map_or(0, |tps| tps.iter().map(|(_, ps)| ps.len()).sum())
+    a.as_ref()
+        .map_or(0, |tps| tps.iter().map(|(_, ps)| ps.len()).sum())
 }
 
 /// A client as librdkafka behaves: remembers its epoch and what it owns,
@@ -89,16 +100,21 @@ struct Client {
     epoch: i32,
     owned: TopicPartitions,
     report: bool,
+    interval: i32,
 }
 
 impl Client {
     fn join(env: &Env, topics: &FakeTopics, id: &str, subscribe: &[&str]) -> Client {
-        let r = env.c.consumer_heartbeat(&join(id, subscribe), 1, topics).unwrap();
+        let r = env
+            .c
+            .consumer_heartbeat(&join(id, subscribe), 1, topics)
+            .unwrap();
         let mut c = Client {
             id: id.into(),
             epoch: 0,
             owned: Vec::new(),
             report: false,
+            interval: 0,
         };
         c.apply(r);
         c
@@ -106,6 +122,7 @@ impl Client {
 
     fn apply(&mut self, r: ConsumerHeartbeatResponse) {
         self.epoch = r.member_epoch;
+        self.interval = r.heartbeat_interval_ms;
         if let Some(a) = r.assignment {
             self.owned = a;
             self.report = true;
@@ -114,7 +131,9 @@ impl Client {
 
     fn beat(&mut self, env: &Env, topics: &FakeTopics) -> Result<(), GroupError> {
         let owned = std::mem::take(&mut self.report).then(|| self.owned.clone());
-        let r = env.c.consumer_heartbeat(&beat(&self.id, self.epoch, owned), 1, topics)?;
+        let r = env
+            .c
+            .consumer_heartbeat(&beat(&self.id, self.epoch, owned), 1, topics)?;
         self.apply(r);
         Ok(())
     }
@@ -143,20 +162,31 @@ fn check_ownership(env: &Env) {
 }
 
 fn state(env: &Env) -> &'static str {
-    env.c.list_groups(&[], &[]).into_iter().find(|g| g.group_id == "g").unwrap().state
+    env.c
+        .list_groups(&[], &[])
+        .into_iter()
+        .find(|g| g.group_id == "g")
+        .unwrap()
+        .state
 }
 
 #[tokio::test]
 async fn a_member_joins_and_gets_every_partition() {
     let env = env_with(config());
     let topics = FakeTopics::with(&[("t", 3)]);
-    let r = env.c.consumer_heartbeat(&join("m1", &["t"]), 1, &topics).unwrap();
+    let r = env
+        .c
+        .consumer_heartbeat(&join("m1", &["t"]), 1, &topics)
+        .unwrap();
     assert_eq!(r.member_id, "m1");
     assert_eq!(r.member_epoch, 1);
     assert_eq!(r.heartbeat_interval_ms, 5000);
     assert_eq!(r.assignment, Some(vec![(topics.id("t"), vec![0, 1, 2])]));
     // A plain heartbeat with nothing new carries no assignment.
-    let r = env.c.consumer_heartbeat(&beat("m1", 1, None), 1, &topics).unwrap();
+    let r = env
+        .c
+        .consumer_heartbeat(&beat("m1", 1, None), 1, &topics)
+        .unwrap();
     assert_eq!((r.member_epoch, r.assignment), (1, None));
     assert_eq!(state(&env), "Stable");
     let listed = env.c.list_groups(&[], &["consumer".into()]);
@@ -181,6 +211,8 @@ async fn a_second_member_waits_for_the_first_to_revoke() {
     // Everything b should get is still a's: b is at epoch 2 with nothing yet.
     assert_eq!((b.epoch, b.count()), (2, 0));
     assert_eq!(state(&env), "Reconciling");
+    // Until the group is Stable again, members are asked to heartbeat sooner.
+    assert_eq!(b.interval, 250);
     check_ownership(&env);
 
     // a learns it must give up 3 partitions, keeping its epoch until it has.
@@ -200,11 +232,18 @@ async fn a_second_member_waits_for_the_first_to_revoke() {
     b.beat(&env, &topics).unwrap();
     a.beat(&env, &topics).unwrap();
     assert_eq!(state(&env), "Stable");
+    assert_eq!((a.interval, b.interval), (5000, 5000));
 
     let d = env.c.describe_consumer_group("g").unwrap();
-    assert_eq!((d.group_epoch, d.assignment_epoch, d.assignor), (2, 2, "uniform"));
+    assert_eq!(
+        (d.group_epoch, d.assignment_epoch, d.assignor),
+        (2, 2, "uniform")
+    );
     assert_eq!(d.members.len(), 2);
-    assert!(d.members.iter().all(|m| m.assignment[0].2.len() == 3 && m.member_epoch == 2));
+    assert!(d
+        .members
+        .iter()
+        .all(|m| m.assignment[0].2.len() == 3 && m.member_epoch == 2));
 }
 
 #[tokio::test]
@@ -230,7 +269,9 @@ async fn many_members_converge_without_double_ownership() {
     assert_eq!(clients.iter().map(Client::count).sum::<usize>(), 27);
     // One leaves: the rest take its partitions.
     let gone = clients.remove(0);
-    let r = env.c.consumer_heartbeat(&beat(&gone.id, gone.epoch, None), 1, &topics);
+    let r = env
+        .c
+        .consumer_heartbeat(&beat(&gone.id, gone.epoch, None), 1, &topics);
     assert!(r.is_ok());
     let r = env
         .c
@@ -255,8 +296,14 @@ async fn epochs_are_checked() {
     let topics = FakeTopics::with(&[("t", 2)]);
     let mut a = Client::join(&env, &topics, "a", &["t"]);
     let hb = |m: &str, e: i32, owned| env.c.consumer_heartbeat(&beat(m, e, owned), 1, &topics);
-    assert!(matches!(hb("a", 5, None), Err(GroupError::FencedMemberEpoch)));
-    assert!(matches!(hb("zz", 1, None), Err(GroupError::UnknownMemberId)));
+    assert!(matches!(
+        hb("a", 5, None),
+        Err(GroupError::FencedMemberEpoch)
+    ));
+    assert!(matches!(
+        hb("zz", 1, None),
+        Err(GroupError::UnknownMemberId)
+    ));
     let mut other = beat("a", 1, None);
     other.group_id = "nope".into();
     // Kafka: GROUP_ID_NOT_FOUND, fatal to librdkafka; here the member rejoins.
@@ -274,12 +321,21 @@ async fn epochs_are_checked() {
     let owned = a.owned.clone();
     assert_eq!(hb("a", 1, Some(owned)).unwrap().member_epoch, 2);
     // ... but not without them, nor with partitions it does not have.
-    assert!(matches!(hb("a", 1, None), Err(GroupError::FencedMemberEpoch)));
+    assert!(matches!(
+        hb("a", 1, None),
+        Err(GroupError::FencedMemberEpoch)
+    ));
     let all = vec![(topics.id("t"), vec![0, 1])];
-    assert!(matches!(hb("a", 1, Some(all)), Err(GroupError::FencedMemberEpoch)));
+    assert!(matches!(
+        hb("a", 1, Some(all)),
+        Err(GroupError::FencedMemberEpoch)
+    ));
     // A fenced librdkafka member rejoins with epoch 0 and its own id: it is
     // taken back as it is, with its full assignment (Kafka 4.3, KAFKA-19233).
-    let r = env.c.consumer_heartbeat(&join("a", &["t"]), 1, &topics).unwrap();
+    let r = env
+        .c
+        .consumer_heartbeat(&join("a", &["t"]), 1, &topics)
+        .unwrap();
     assert_eq!(r.member_epoch, 2);
     assert_eq!(r.assignment.unwrap(), a.owned);
 }
@@ -288,8 +344,12 @@ async fn epochs_are_checked() {
 async fn bad_requests_are_refused() {
     let env = env_with(config());
     let topics = FakeTopics::with(&[("t", 2)]);
-    let check = |req: ConsumerHeartbeat, version: i16| env.c.consumer_heartbeat(&req, version, &topics);
-    assert!(matches!(check(join("", &["t"]), 1), Err(GroupError::InvalidRequest(_))));
+    let check =
+        |req: ConsumerHeartbeat, version: i16| env.c.consumer_heartbeat(&req, version, &topics);
+    assert!(matches!(
+        check(join("", &["t"]), 1),
+        Err(GroupError::InvalidRequest(_))
+    ));
     let mut r = join("m", &["t"]);
     r.group_id = String::new();
     assert!(matches!(check(r, 1), Err(GroupError::InvalidRequest(_))));
@@ -304,13 +364,25 @@ async fn bad_requests_are_refused() {
     assert!(matches!(check(r, 1), Err(GroupError::InvalidRequest(_))));
     let mut r = join("m", &["t"]);
     r.server_assignor = Some("nope".into());
-    assert!(matches!(check(r, 1), Err(GroupError::UnsupportedAssignor(_))));
+    assert!(matches!(
+        check(r, 1),
+        Err(GroupError::UnsupportedAssignor(_))
+    ));
     let mut r = join("m", &[]);
     r.subscribed_topic_regex = Some("(".into());
-    assert!(matches!(check(r, 1), Err(GroupError::InvalidRegularExpression(_))));
-    assert!(matches!(check(beat("m", -3, None), 1), Err(GroupError::InvalidRequest(_))));
+    assert!(matches!(
+        check(r, 1),
+        Err(GroupError::InvalidRegularExpression(_))
+    ));
+    assert!(matches!(
+        check(beat("m", -3, None), 1),
+        Err(GroupError::InvalidRequest(_))
+    ));
     // -2 needs an instance id.
-    assert!(matches!(check(beat("m", -2, None), 1), Err(GroupError::InvalidRequest(_))));
+    assert!(matches!(
+        check(beat("m", -2, None), 1),
+        Err(GroupError::InvalidRequest(_))
+    ));
     // Nothing of that created a group.
     assert!(!env.c.group_exists("g"));
 }
@@ -335,7 +407,10 @@ async fn a_silent_member_is_removed_after_the_session_timeout() {
     env.advance(1500).await;
     a.beat(&env, &topics).unwrap();
     assert_eq!(a.count(), 4);
-    assert!(matches!(b.beat(&env, &topics), Err(GroupError::UnknownMemberId)));
+    assert!(matches!(
+        b.beat(&env, &topics),
+        Err(GroupError::UnknownMemberId)
+    ));
 }
 
 #[tokio::test]
@@ -349,12 +424,19 @@ async fn a_member_that_does_not_revoke_in_time_is_fenced() {
     join_b.rebalance_timeout_ms = 30_000;
     env.c.consumer_heartbeat(&join_b, 1, &topics).unwrap();
     // a is told to revoke but keeps reporting nothing (it never confirms).
-    let r = env.c.consumer_heartbeat(&beat("a", 1, None), 1, &topics).unwrap();
+    let r = env
+        .c
+        .consumer_heartbeat(&beat("a", 1, None), 1, &topics)
+        .unwrap();
     assert_eq!(count(&r.assignment), 2);
     for _ in 0..4 {
         env.advance(5000).await;
-        env.c.consumer_heartbeat(&beat("a", 1, None), 1, &topics).unwrap();
-        env.c.consumer_heartbeat(&beat("b", 2, None), 1, &topics).unwrap();
+        env.c
+            .consumer_heartbeat(&beat("a", 1, None), 1, &topics)
+            .unwrap();
+        env.c
+            .consumer_heartbeat(&beat("b", 2, None), 1, &topics)
+            .unwrap();
     }
     // Rebalance timeout is a's own (30 s): fenced after it.
     env.advance(11_000).await;
@@ -362,7 +444,10 @@ async fn a_member_that_does_not_revoke_in_time_is_fenced() {
         env.c.consumer_heartbeat(&beat("a", 1, None), 1, &topics),
         Err(GroupError::UnknownMemberId)
     ));
-    let r = env.c.consumer_heartbeat(&beat("b", 2, None), 1, &topics).unwrap();
+    let r = env
+        .c
+        .consumer_heartbeat(&beat("b", 2, None), 1, &topics)
+        .unwrap();
     assert_eq!(r.member_epoch, 3);
     assert_eq!(count(&r.assignment), 4);
 }
@@ -379,6 +464,7 @@ async fn a_static_member_returns_to_its_partitions() {
         epoch: r.member_epoch,
         owned: r.assignment.unwrap(),
         report: true,
+        interval: 0,
     };
     let mut b = Client::join(&env, &topics, "b", &["t"]);
     for _ in 0..3 {
@@ -391,7 +477,13 @@ async fn a_static_member_returns_to_its_partitions() {
     let mut leave = beat("a1", a.epoch, None);
     leave.member_epoch = -2;
     leave.instance_id = Some("inst-a".into());
-    assert_eq!(env.c.consumer_heartbeat(&leave, 1, &topics).unwrap().member_epoch, -2);
+    assert_eq!(
+        env.c
+            .consumer_heartbeat(&leave, 1, &topics)
+            .unwrap()
+            .member_epoch,
+        -2
+    );
     b.beat(&env, &topics).unwrap();
     assert_eq!(b.count(), 2);
     // Another process with the same instance id while a is active is refused.
@@ -450,7 +542,10 @@ async fn new_topics_and_partitions_move_the_group_epoch() {
     assert_eq!(count(&r.assignment), 2);
     topics.set("orders2", 3);
     topics.set("orders", 4);
-    let r = env.c.consumer_heartbeat(&beat("a", r.member_epoch, None), 1, &topics).unwrap();
+    let r = env
+        .c
+        .consumer_heartbeat(&beat("a", r.member_epoch, None), 1, &topics)
+        .unwrap();
     assert_eq!(count(&r.assignment), 7);
     assert_eq!(r.member_epoch, 2);
 }
@@ -470,7 +565,10 @@ async fn the_range_assignor_is_used_when_members_ask_for_it() {
     for m in &d.members {
         let parts: Vec<&Vec<i32>> = m.target_assignment.iter().map(|(_, _, ps)| ps).collect();
         assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], parts[1], "co-partitioned: same partitions of x and y");
+        assert_eq!(
+            parts[0], parts[1],
+            "co-partitioned: same partitions of x and y"
+        );
     }
 }
 
@@ -511,10 +609,17 @@ async fn commits_and_fetches_check_the_member_epoch() {
             metadata: None,
         }]
     };
-    let commit = |member: &str, epoch: i32| env.c.commit_offsets("g", epoch, member, None, offset());
+    let commit =
+        |member: &str, epoch: i32| env.c.commit_offsets("g", epoch, member, None, offset());
     assert!(commit("a", a.epoch).unwrap()[0].is_ok());
-    assert!(matches!(commit("a", a.epoch + 1), Err(GroupError::StaleMemberEpoch)));
-    assert!(matches!(commit("x", a.epoch), Err(GroupError::UnknownMemberId)));
+    assert!(matches!(
+        commit("a", a.epoch + 1),
+        Err(GroupError::StaleMemberEpoch)
+    ));
+    assert!(matches!(
+        commit("x", a.epoch),
+        Err(GroupError::UnknownMemberId)
+    ));
     // An admin commit while the group has members.
     assert!(matches!(commit("", -1), Err(GroupError::UnknownMemberId)));
     assert!(env.c.validate_fetch_member("g", Some("a"), a.epoch).is_ok());
@@ -524,7 +629,10 @@ async fn commits_and_fetches_check_the_member_epoch() {
     ));
     assert!(env.c.validate_fetch_member("g", None, -1).is_ok());
     assert!(env.c.is_active_consumer_group("g"));
-    assert!(matches!(env.c.delete_groups(&["g".into()])[0], Err(GroupError::NonEmptyGroup)));
+    assert!(matches!(
+        env.c.delete_groups(&["g".into()])[0],
+        Err(GroupError::NonEmptyGroup)
+    ));
     env.c
         .consumer_heartbeat(&beat("a", LEAVE_EPOCH_FOR_TESTS, None), 1, &topics)
         .unwrap();
@@ -542,7 +650,10 @@ async fn a_group_changes_type_only_when_empty() {
     let a = Client::join(&env, &topics, "a", &["t"]);
     // A classic member cannot join a consumer group with members...
     let h = env.join(join_req("g", "", &["t"]));
-    assert!(matches!(done(h).await, Err(GroupError::InconsistentGroupProtocol)));
+    assert!(matches!(
+        done(h).await,
+        Err(GroupError::InconsistentGroupProtocol)
+    ));
     // ... and the classic DescribeGroups shows no classic group.
     assert_eq!(env.c.describe_group("g").state, GroupState::Dead);
     env.c

@@ -17,11 +17,11 @@
 
 mod assignor;
 mod consumer;
+#[cfg(test)]
+mod consumer_tests;
 mod group;
 mod persist;
 mod subscription;
-#[cfg(test)]
-mod consumer_tests;
 #[cfg(test)]
 mod tests;
 
@@ -35,8 +35,8 @@ use tokio::sync::Notify;
 use tokio::time::{Duration, Instant};
 
 use crate::store::{MetaStore, StoreError, CF_GROUPS, CF_OFFSETS};
-pub use consumer::{ConsumerHeartbeat, ConsumerHeartbeatResponse, TopicPartitions};
 use consumer::ConsumerGroup;
+pub use consumer::{ConsumerHeartbeat, ConsumerHeartbeatResponse, TopicPartitions};
 use group::{Ctx, Group, Outcome};
 use persist::{offset_key, GroupRecord, OffsetRecord};
 
@@ -232,6 +232,8 @@ pub trait TopicLookup {
     fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)>;
     /// Every topic name (for regex subscriptions).
     fn topic_names(&self) -> Vec<String>;
+    /// Moves whenever a topic is created or deleted or gains partitions.
+    fn generation(&self) -> u64;
 }
 
 #[derive(Clone, Debug)]
@@ -762,8 +764,10 @@ impl GroupCoordinator {
                         g.members.len(),
                     ),
                 };
-                let state_ok = states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state));
-                let type_ok = types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(group_type));
+                let state_ok =
+                    states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state));
+                let type_ok =
+                    types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(group_type));
                 (state_ok && type_ok).then(|| GroupOverview {
                     group_id: g.id.clone(),
                     protocol_type,
@@ -987,7 +991,8 @@ impl GroupCoordinator {
         partitions: &[(String, i32)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         self.with_group(group_id, false, |g, _| {
-            let consumer_protocol = g.consumer.is_some() || g.protocol_type.as_deref() == Some("consumer");
+            let consumer_protocol =
+                g.consumer.is_some() || g.protocol_type.as_deref() == Some("consumer");
             if g.state != GroupState::Empty && !consumer_protocol {
                 return Err(GroupError::NonEmptyGroup);
             }

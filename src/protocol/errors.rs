@@ -58,9 +58,7 @@ pub fn group_error(e: &GroupError) -> i16 {
         GroupError::UnreleasedInstanceId(_) => ResponseError::UnreleasedInstanceId.code(),
         GroupError::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor.code(),
         GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch.code(),
-        GroupError::InvalidRegularExpression(_) => {
-            ResponseError::InvalidRegularExpression.code()
-        }
+        GroupError::InvalidRegularExpression(_) => ResponseError::InvalidRegularExpression.code(),
         GroupError::UnsupportedVersion(_) => ResponseError::UnsupportedVersion.code(),
         GroupError::Store(_) => ResponseError::CoordinatorNotAvailable.code(),
     }

@@ -108,6 +108,9 @@ pub struct TopicRegistry {
     topics: DashMap<String, Arc<Topic>>,
     by_id: DashMap<Uuid, Arc<Topic>>,
     admin: Mutex<()>,
+    /// Moves on every create, delete and partition increase (consumer groups
+    /// re-resolve their subscriptions only when it moved).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Kafka's topic name rule.
@@ -156,6 +159,7 @@ impl TopicRegistry {
             topics: DashMap::new(),
             by_id: DashMap::new(),
             admin: Mutex::new(()),
+            generation: Default::default(),
         };
         for (name, rec) in reg.store.scan_json::<TopicRecord>(CF_TOPICS)? {
             let mut parts = Vec::with_capacity(rec.partitions as usize);
@@ -183,6 +187,17 @@ impl TopicRegistry {
     fn insert(&self, t: Arc<Topic>) {
         self.by_id.insert(t.id, t.clone());
         self.topics.insert(t.name.clone(), t);
+        self.bump_generation();
+    }
+
+    fn bump_generation(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// See the field: a counter of changes to the set of topics and partitions.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn resolver(&self) -> Resolver<'_> {
@@ -323,6 +338,7 @@ impl TopicRegistry {
             .map(|(_, t)| t)
             .ok_or(TopicError::Unknown)?;
         self.by_id.remove(&t.id);
+        self.bump_generation();
         self.store.delete(CF_TOPICS, name)?;
         // The metadata is gone: from here on the topic does not exist, even if
         // removing its files fails (leftover directories are removed at startup).
@@ -388,6 +404,7 @@ impl TopicRegistry {
             },
         )?;
         t.state.write().partitions.extend(new_parts);
+        self.bump_generation();
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
     }

@@ -55,7 +55,10 @@ pub fn handle(ctx: &Ctx, req: ConsumerGroupDescribeRequest) -> Bytes {
                             .with_client_id(str(&m.client_id))
                             .with_client_host(str(&m.client_host))
                             .with_subscribed_topic_names(
-                                m.subscribed_topic_names.iter().map(|n| topic_name(n)).collect(),
+                                m.subscribed_topic_names
+                                    .iter()
+                                    .map(|n| topic_name(n))
+                                    .collect(),
                             )
                             .with_subscribed_topic_regex(
                                 m.subscribed_topic_regex.as_deref().map(str),

@@ -43,7 +43,13 @@ pub fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> Bytes {
         }
         resp.topics.push(rt);
     }
-    if !offsets.is_empty() && ctx.version < 9 && ctx.broker.groups.is_active_consumer_group(req.group_id.as_str()) {
+    if !offsets.is_empty()
+        && ctx.version < 9
+        && ctx
+            .broker
+            .groups
+            .is_active_consumer_group(req.group_id.as_str())
+    {
         // A member epoch only travels in v9+ (Kafka: UNSUPPORTED_VERSION).
         for (ti, pi) in slots.drain(..) {
             resp.topics[ti].partitions[pi].error_code = errors::UNSUPPORTED_VERSION;

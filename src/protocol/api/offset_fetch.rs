@@ -92,7 +92,9 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> Bytes {
             if v >= 9 {
                 let member = g.member_id.as_ref().map(|m| m.as_str());
                 let groups = &ctx.broker.groups;
-                if let Err(e) = groups.validate_fetch_member(g.group_id.as_str(), member, g.member_epoch) {
+                if let Err(e) =
+                    groups.validate_fetch_member(g.group_id.as_str(), member, g.member_epoch)
+                {
                     rg.error_code = errors::group_error(&e);
                     resp.groups.push(rg);
                     continue;
