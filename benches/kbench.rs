@@ -3114,7 +3114,7 @@ fn real_main(args: Args) -> Result<(), String> {
     ];
     if sel.groups && sel.default_group {
         header.push(format!(
-            "consumer groups: G1 with librdkafka consumers (classic protocol, defaults); G2 and G3 with a raw \
+            "consumer groups: G1/G1k with librdkafka consumers (classic / KIP-848 protocol, defaults); G2 and G3 with a raw \
              kafka-protocol client; G2 runs of {} s over {COMMIT_CONNS} connections × {COMMIT_PIPELINE} in flight; \
              G3 with {} groups",
             plan.commit_secs, plan.idle_groups

@@ -1526,6 +1526,37 @@ def test_kip848_range_assignor_co_partitions(broker, topic):
             m.close()
 
 
+
+@KIP848
+def test_kip848_uniform_assignor_heterogeneous_subscriptions(broker, topic):
+    """Members with different subscriptions (A: t1; B: t1 and t2; C: t2) under the default
+    uniform assignor: nobody gets a partition of a topic it does not subscribe to, every
+    partition is assigned once, and the load is balanced (2 partitions each)."""
+    bs = broker.bootstrap
+    t1, t2 = topic + "-1", topic + "-2"
+    create_topic(bs, t1, partitions=3)
+    create_topic(bs, t2, partitions=3)
+    expected = produce_topics(bs, {t1: 3, t2: 3}, 2)
+    group = gid("hetero")
+    subs = {"A": [t1], "B": [t1, t2], "C": [t2]}
+    members = [TopicsMember(bs, group, ts, n) for n, ts in subs.items()]
+    everything = {(t, p) for t in (t1, t2) for p in range(3)}
+    try:
+        poll_until(members, lambda: all(m.owned for m in members) and
+                   set().union(*(m.owned for m in members)) == everything and
+                   len({(t, p, o) for m in members for t, p, o, _ in m.records}) >= len(expected),
+                   25, "A, B and C share both topics")
+        for m in members:
+            assert {t for t, p in m.owned} <= set(subs[m.name]), (m.name, m.owned)
+            assert not m.foreign and not m.errors, (m.name, m.foreign, m.errors)
+        short = {m.name: sorted(f"{'t1' if t == t1 else 't2'}-{p}" for t, p in m.owned) for m in members}
+        assert sorted(len(m.owned) for m in members) == [2, 2, 2], f"unbalanced: {short}"
+        got = sorted((t, p, o) for m in members for t, p, o, _ in m.records)
+        assert got == sorted(expected)
+    finally:
+        for m in members:
+            m.close()
+
 @KIP848
 def test_kip848_regex_subscription(broker, topic):
     """subscribe(["^<prefix>.*"]) with group.protocol=consumer: librdkafka sends the pattern to

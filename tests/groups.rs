@@ -1,6 +1,7 @@
-//! Consumer groups through librdkafka (classic protocol) against an
-//! in-process broker: partitions are shared without overlap, commits
-//! round-trip with metadata, and a group resumes after a broker restart.
+//! Consumer groups through librdkafka (the classic protocol and KIP-848's
+//! `group.protocol=consumer`) against an in-process broker: partitions are
+//! shared without overlap, commits round-trip with metadata, and a group
+//! resumes after a broker restart.
 
 mod common;
 
@@ -25,15 +26,18 @@ fn produce(cfg: &rdkafka::ClientConfig, topic: &str, range: std::ops::Range<usiz
     p.flush(TIMEOUT).unwrap();
 }
 
-fn consumer(cfg: &rdkafka::ClientConfig, group: &str, topic: &str) -> BaseConsumer {
-    let c: BaseConsumer = cfg
-        .clone()
-        .set("group.id", group)
+/// `protocol`: "classic" or "consumer" (KIP-848).
+fn consumer(cfg: &rdkafka::ClientConfig, protocol: &str, group: &str, topic: &str) -> BaseConsumer {
+    let mut cfg = cfg.clone();
+    cfg.set("group.id", group)
+        .set("group.protocol", protocol)
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .unwrap();
+        .set("auto.offset.reset", "earliest");
+    if protocol == "classic" {
+        // A KIP-848 member's session timeout is the broker's.
+        cfg.set("session.timeout.ms", "6000");
+    }
+    let c: BaseConsumer = cfg.create().unwrap();
     c.subscribe(&[topic]).unwrap();
     c
 }
@@ -73,6 +77,15 @@ fn assigned(c: &BaseConsumer) -> BTreeSet<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_share_partitions_and_a_group_resumes_after_restart() {
+    share_and_resume("classic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kip848_members_share_partitions_and_a_group_resumes_after_restart() {
+    share_and_resume("consumer").await;
+}
+
+async fn share_and_resume(protocol: &'static str) {
     let dir = tempfile::tempdir().unwrap();
     let h = start(dir.path(), |c| c.groups.initial_rebalance_delay_ms = 500).await;
     h.broker
@@ -82,9 +95,20 @@ async fn two_members_share_partitions_and_a_group_resumes_after_restart() {
     let cfg = client_config(&h);
     let cfg2 = cfg.clone();
     tokio::task::spawn_blocking(move || {
+        let a = consumer(&cfg2, protocol, "g1", "orders");
+        let b = consumer(&cfg2, protocol, "g1", "orders");
+        // Records are produced once the group has settled: a KIP-848 group has no
+        // initial delay, so the first member would otherwise consume some before
+        // handing partitions over (with nothing committed yet, they would be read twice).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (assigned(&a).is_empty() || assigned(&b).is_empty()) && Instant::now() < deadline {
+            for c in [&a, &b] {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(20)) {
+                    panic!("a record before anything was produced: offset {}", m.offset());
+                }
+            }
+        }
         produce(&cfg2, "orders", 0..300);
-        let a = consumer(&cfg2, "g1", "orders");
-        let b = consumer(&cfg2, "g1", "orders");
         let seen = drain(&[&a, &b], 300);
         assert_eq!(seen.len(), 300, "every record consumed");
         assert!(seen.values().all(|&n| n == 1), "no record consumed twice");
@@ -140,7 +164,7 @@ async fn two_members_share_partitions_and_a_group_resumes_after_restart() {
     let cfg = client_config(&h);
     tokio::task::spawn_blocking(move || {
         produce(&cfg, "orders", 300..350);
-        let c = consumer(&cfg, "g1", "orders");
+        let c = consumer(&cfg, protocol, "g1", "orders");
         let seen = drain(&[&c], 50);
         // Exactly the records produced after the commit: the group resumed where it committed.
         let want: BTreeSet<String> = (300..350).map(|i| format!("v{i}")).collect();
