@@ -1531,7 +1531,7 @@ def test_kip848_range_assignor_co_partitions(broker, topic):
 def test_kip848_uniform_assignor_heterogeneous_subscriptions(broker, topic):
     """Members with different subscriptions (A: t1; B: t1 and t2; C: t2) under the default
     uniform assignor: nobody gets a partition of a topic it does not subscribe to, every
-    partition is assigned once, and the load is balanced (2 partitions each)."""
+    partition is assigned once, and the load is balanced per topic."""
     bs = broker.bootstrap
     t1, t2 = topic + "-1", topic + "-2"
     create_topic(bs, t1, partitions=3)
@@ -1549,8 +1549,16 @@ def test_kip848_uniform_assignor_heterogeneous_subscriptions(broker, topic):
         for m in members:
             assert {t for t, p in m.owned} <= set(subs[m.name]), (m.name, m.owned)
             assert not m.foreign and not m.errors, (m.name, m.foreign, m.errors)
+        # Kafka's UniformHeterogeneousAssignmentBuilder balances per topic: no partition of a topic
+        # could move to another subscriber of that topic owning at least 2 partitions fewer
+        # (3/2/1 is a valid result here, as its javadoc's 9/10/11 example)
         short = {m.name: sorted(f"{'t1' if t == t1 else 't2'}-{p}" for t, p in m.owned) for m in members}
-        assert sorted(len(m.owned) for m in members) == [2, 2, 2], f"unbalanced: {short}"
+        for t in (t1, t2):
+            subscribers = [m for m in members if t in subs[m.name]]
+            for x in subscribers:
+                for y in subscribers:
+                    if any(tt == t for tt, p in x.owned):
+                        assert len(x.owned) - len(y.owned) <= 1, f"unbalanced: {short}"
         got = sorted((t, p, o) for m in members for t, p, o, _ in m.records)
         assert got == sorted(expected)
     finally:
@@ -1633,9 +1641,14 @@ def test_kip848_subscribed_topic_grows_and_is_deleted(broker, topic):
         for m in members:
             assert not m.foreign and not m.errors, (m.name, m.foreign, m.errors)
         assert sorted(consumed()) == sorted(expected)
-        raw = kproto.consumer_group_describe(bs, [group])[0]
-        assert raw["state"] == "Stable", raw["state"]
+        # the members' acknowledgements follow at their next heartbeats: the group becomes Stable
+        states = []
+        poll_until(members, lambda: states.append(kproto.consumer_group_describe(bs, [group])[0]) or
+                   states[-1]["state"] == "Stable", HB_S + 5, "the group Stable again",
+                   extra=[lambda: time.sleep(0.05)])
+        raw = states[-1]
         assert {t for m in raw["members"] for t in m["assignment"]} == {ta}, raw["members"]
+        assert {t for m in raw["members"] for t in m["target_assignment"]} == {ta}, raw["members"]
     finally:
         for m in members:
             m.close()
