@@ -642,7 +642,9 @@ def offset_fetch_v9(bootstrap_or_conn, group_id: str, member_id: str | None, epo
         for _ in range(r.compact_len()):
             name = r.compact_string()
             for _ in range(r.compact_len()):
-                p, off, _epoch, _meta, err = r.i32(), r.i64(), r.i32(), r.compact_string(), r.i16()
+                p, off = r.i32(), r.i64()
+                r.i32(), r.compact_string()   # committed leader epoch, metadata
+                err = r.i16()
                 r.skip_tagged()
                 offs[(name, p)] = (off, err)
             r.skip_tagged()

@@ -104,7 +104,10 @@ async fn share_and_resume(protocol: &'static str) {
         while (assigned(&a).is_empty() || assigned(&b).is_empty()) && Instant::now() < deadline {
             for c in [&a, &b] {
                 if let Some(Ok(m)) = c.poll(Duration::from_millis(20)) {
-                    panic!("a record before anything was produced: offset {}", m.offset());
+                    panic!(
+                        "a record before anything was produced: offset {}",
+                        m.offset()
+                    );
                 }
             }
         }

@@ -628,7 +628,8 @@ async fn commits_and_fetches_check_the_member_epoch() {
         Err(GroupError::StaleMemberEpoch)
     ));
     assert!(env.c.validate_fetch_member("g", None, -1).is_ok());
-    assert!(env.c.is_active_consumer_group("g"));
+    assert!(env.c.is_consumer_group_member("g", "a"));
+    assert!(!env.c.is_consumer_group_member("g", "x"));
     assert!(matches!(
         env.c.delete_groups(&["g".into()])[0],
         Err(GroupError::NonEmptyGroup)

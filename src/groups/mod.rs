@@ -922,11 +922,13 @@ impl GroupCoordinator {
         .unwrap_or(Err(GroupError::GroupIdNotFound))
     }
 
-    /// Whether the group is a consumer group with members (OffsetCommit
-    /// below v9 cannot carry a member epoch: UNSUPPORTED_VERSION, as Kafka).
-    pub fn is_active_consumer_group(&self, group_id: &str) -> bool {
+    /// Whether `member_id` is a member of the consumer group `group_id`
+    /// (OffsetCommit below v9 cannot carry its epoch: UNSUPPORTED_VERSION, as Kafka).
+    pub fn is_consumer_group_member(&self, group_id: &str, member_id: &str) -> bool {
         self.with_group(group_id, false, |g, _| {
-            g.consumer.as_ref().is_some_and(|c| !c.members.is_empty())
+            g.consumer
+                .as_ref()
+                .is_some_and(|c| c.members.contains_key(member_id))
         })
         .unwrap_or(false)
     }

@@ -43,14 +43,13 @@ pub fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> Bytes {
         }
         resp.topics.push(rt);
     }
+    let groups = &ctx.broker.groups;
     if !offsets.is_empty()
         && ctx.version < 9
-        && ctx
-            .broker
-            .groups
-            .is_active_consumer_group(req.group_id.as_str())
+        && groups.is_consumer_group_member(req.group_id.as_str(), req.member_id.as_str())
     {
-        // A member epoch only travels in v9+ (Kafka: UNSUPPORTED_VERSION).
+        // A KIP-848 member's epoch only travels in v9+ (Kafka: UNSUPPORTED_VERSION);
+        // anyone else gets the usual member checks.
         for (ti, pi) in slots.drain(..) {
             resp.topics[ti].partitions[pi].error_code = errors::UNSUPPORTED_VERSION;
         }
