@@ -22,7 +22,7 @@ use crate::console::{self, Probe};
 use crate::groups::GroupCoordinator;
 use crate::store::MetaStore;
 use crate::topics::TopicRegistry;
-use crate::txn::ProducerIds;
+use crate::txn::{TxnCoordinator, TxnEffects, TxnOffset};
 use crate::util::now_ms;
 
 const CLEAN_SHUTDOWN_MARKER: &str = ".kairos-clean-shutdown";
@@ -33,8 +33,9 @@ pub struct Broker {
     pub cluster_id: String,
     pub store: Arc<MetaStore>,
     pub topics: TopicRegistry,
-    pub producer_ids: ProducerIds,
     pub groups: Arc<GroupCoordinator>,
+    /// Producer ids and the transaction coordinator.
+    pub txns: TxnCoordinator,
     pub probe: Probe,
     /// Becomes true when shutdown starts: long waits (fetch long-poll) end early.
     pub stopping: watch::Receiver<bool>,
@@ -83,25 +84,28 @@ impl Broker {
         let console_addr = console_listener.local_addr()?;
         config.console = console_addr;
 
-        let producer_ids = ProducerIds::open(&store)?;
         config.groups.sync_commits = config.fsync == FsyncPolicy::Always;
         let groups = GroupCoordinator::open(store.clone(), config.groups.clone())?;
+        let txns = TxnCoordinator::open(store.clone(), config.fsync == FsyncPolicy::Always)?;
         let (tx, rx) = watch::channel(false);
         let broker = Arc::new(Broker {
             config,
             cluster_id,
             store,
             topics,
-            producer_ids,
             groups: groups.clone(),
+            txns,
             probe: Probe::new(),
             stopping: rx.clone(),
         });
+        // Transactions a crash left half-ended are completed before anyone connects.
+        broker.txns.recover(&*broker);
         let tasks = vec![
             tokio::spawn(crate::protocol::serve(listener, broker.clone(), rx.clone())),
             tokio::spawn(console::serve(console_listener, broker.clone(), rx.clone())),
             tokio::spawn(retention_task(broker.clone(), rx.clone())),
             tokio::spawn(flush_task(broker.clone(), rx.clone())),
+            tokio::spawn(txn_timeout_task(broker.clone(), rx.clone())),
             tokio::spawn(groups.run(rx)),
         ];
         tracing::info!(%kafka_addr, %console_addr, cluster_id = %broker.cluster_id, "kairos started");
@@ -215,5 +219,62 @@ impl crate::groups::TopicLookup for TopicRegistry {
 
     fn generation(&self) -> u64 {
         TopicRegistry::generation(self)
+    }
+}
+
+/// Aborts transactions that outlived their `transaction.timeout.ms`
+/// (Kafka checks every 10 s; once a second here).
+async fn txn_timeout_task(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.txns.abort_expired(&*b)).await;
+    }
+}
+
+/// What ending a transaction does to logs and groups.
+impl TxnEffects for Broker {
+    fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        self.topics
+            .get(topic)
+            .is_some_and(|t| t.partition(partition).is_some())
+    }
+
+    fn write_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), String> {
+        let p = self
+            .topics
+            .get(topic)
+            .and_then(|t| t.partition(partition))
+            .ok_or_else(|| format!("{topic}-{partition} does not exist"))?;
+        p.log
+            .append_control(producer_id, epoch, commit, 0, now_ms())
+            .map(|_| ())
+            .map_err(|e| format!("marker to {topic}-{partition}: {e}"))
+    }
+
+    fn commit_offsets(&self, group: &str, offsets: &[TxnOffset]) -> Result<(), String> {
+        let offsets = offsets
+            .iter()
+            .map(|o| crate::groups::CommitOffset {
+                topic: o.topic.clone(),
+                partition: o.partition,
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata.clone(),
+            })
+            .collect();
+        self.groups
+            .commit_transactional(group, offsets)
+            .map_err(|e| format!("offsets of group {group}: {e}"))
     }
 }

@@ -25,7 +25,8 @@ pub const CF_CLUSTER: &str = "cluster";
 pub const CF_TOPICS: &str = "topics";
 pub const CF_GROUPS: &str = "groups";
 pub const CF_OFFSETS: &str = "offsets";
-const CFS: &[&str] = &[CF_CLUSTER, CF_TOPICS, CF_GROUPS, CF_OFFSETS];
+pub const CF_TXNS: &str = "txns";
+const CFS: &[&str] = &[CF_CLUSTER, CF_TOPICS, CF_GROUPS, CF_OFFSETS, CF_TXNS];
 
 /// Thread-safe (RocksDB is); share it in an `Arc`.
 pub struct MetaStore {

@@ -674,42 +674,88 @@ impl GroupCoordinator {
         }
         self.with_group(group_id, generation_id < 0, |g, cx| {
             g.validate_commit(generation_id, member_id, group_instance_id, cx)?;
-            // Every valid offset of the request goes to the store in one write.
-            let mut results = Vec::with_capacity(offsets.len());
-            let mut records = Vec::new();
-            for o in offsets {
-                if o.metadata.as_ref().map_or(0, String::len)
-                    > self.config.max_offset_metadata_bytes
-                {
-                    results.push(Err(GroupError::OffsetMetadataTooLarge));
-                    continue;
-                }
-                results.push(Ok(()));
-                let record = OffsetRecord {
-                    group: g.id.clone(),
-                    topic: o.topic,
-                    partition: o.partition,
-                    offset: o.offset,
-                    leader_epoch: o.leader_epoch,
-                    metadata: o.metadata,
-                    commit_timestamp_ms: cx.now_ms,
-                };
-                records.push((offset_key(&g.id, &record.topic, record.partition), record));
-            }
-            self.store
-                .put_json_many(CF_OFFSETS, &records, self.config.sync_commits)?;
-            for (_, r) in records {
-                let committed = Committed {
-                    offset: r.offset,
-                    leader_epoch: r.leader_epoch,
-                    metadata: r.metadata,
-                    commit_timestamp_ms: r.commit_timestamp_ms,
-                };
-                g.offsets.insert((r.topic, r.partition), committed);
-            }
-            Ok(results)
+            self.write_offsets(g, cx, offsets)
         })
         .unwrap_or(Err(GroupError::IllegalGeneration))
+    }
+
+    /// Writes every offset whose metadata fits in one store write; per-offset results.
+    fn write_offsets(
+        &self,
+        g: &mut Group,
+        cx: &Ctx,
+        offsets: Vec<CommitOffset>,
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        let mut results = Vec::with_capacity(offsets.len());
+        let mut records = Vec::new();
+        for o in offsets {
+            if o.metadata.as_ref().map_or(0, String::len) > self.config.max_offset_metadata_bytes {
+                results.push(Err(GroupError::OffsetMetadataTooLarge));
+                continue;
+            }
+            results.push(Ok(()));
+            let record = OffsetRecord {
+                group: g.id.clone(),
+                topic: o.topic,
+                partition: o.partition,
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata,
+                commit_timestamp_ms: cx.now_ms,
+            };
+            records.push((offset_key(&g.id, &record.topic, record.partition), record));
+        }
+        self.store
+            .put_json_many(CF_OFFSETS, &records, self.config.sync_commits)?;
+        for (_, r) in records {
+            let committed = Committed {
+                offset: r.offset,
+                leader_epoch: r.leader_epoch,
+                metadata: r.metadata,
+                commit_timestamp_ms: r.commit_timestamp_ms,
+            };
+            g.offsets.insert((r.topic, r.partition), committed);
+        }
+        Ok(results)
+    }
+
+    /// TxnOffsetCommit's member check (Kafka's validateOffsetCommit with
+    /// isTransactional): a commit without member id, generation and instance
+    /// id is always accepted; otherwise as OffsetCommit, a consumer group's
+    /// stale member epoch being ILLEGAL_GENERATION.
+    pub fn validate_txn_commit(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        if generation_id < 0 && member_id.is_empty() && group_instance_id.is_none() {
+            return Ok(());
+        }
+        self.with_group(group_id, false, |g, cx| {
+            g.validate_commit(generation_id, member_id, group_instance_id, cx)
+        })
+        .unwrap_or(Err(GroupError::IllegalGeneration))
+        .map_err(|e| match e {
+            GroupError::StaleMemberEpoch => GroupError::IllegalGeneration,
+            e => e,
+        })
+    }
+
+    /// A committed transaction's offsets become the group's committed offsets
+    /// (checked when they were sent; the group is created if it is gone).
+    pub fn commit_transactional(
+        &self,
+        group_id: &str,
+        offsets: Vec<CommitOffset>,
+    ) -> Result<(), GroupError> {
+        self.with_group(group_id, true, |g, cx| self.write_offsets(g, cx, offsets))
+            .unwrap_or(Err(GroupError::GroupIdNotFound))
+            .map(|_| ())
     }
 
     /// Committed offsets of the given partitions (None: every committed partition of the group).

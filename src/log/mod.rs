@@ -1,5 +1,8 @@
 //! The partition commit log: segments of verbatim magic-v2 record batches with sparse
-//! offset and time indexes, startup recovery, retention, DeleteRecords and group commit.
+//! offset and time indexes, startup recovery, retention, DeleteRecords and group commit,
+//! plus Kafka's per-partition producer state (idempotent and transactional producers:
+//! sequence/epoch checks and deduplication, open transactions and the last stable offset,
+//! the aborted-transaction index, transaction markers).
 //! Knows no sockets and no API versions; the on-disk layout is in `docs/format.md`.
 //!
 //! # Concurrency contract
@@ -7,11 +10,11 @@
 //! * [`PartitionLog`] is `Send + Sync`; share it in an `Arc`.
 //! * **Single writer**: `append`, roll, `delete_records_before`, `apply_retention`,
 //!   `set_config` and `close` serialize on one internal mutex.
-//! * **Readers** (`read`, `offset_for_timestamp`, `max_timestamp`, the offset getters) never
-//!   take the writer mutex. They take the segment-list `RwLock` (write-locked only to add or
-//!   drop a segment) and a segment's index `RwLock` (write-locked once per append for the
-//!   index update) just long enough to clone an `Arc` or binary-search; file reads run with
-//!   no lock held. A reader never sees bytes past the *published end*: the writer writes the
+//! * **Readers** (`read`, `offset_for_timestamp`, `max_timestamp`, the offset getters,
+//!   `last_stable_offset`, `aborted_transactions`) never take the writer mutex. They take
+//!   the segment-list `RwLock` (write-locked only to add or drop a segment) and a segment's
+//!   index `RwLock` (write-locked once per append for the index update) just long enough to
+//!   clone an `Arc` or binary-search; file reads run with no lock held. A reader never sees bytes past the *published end*: the writer writes the
 //!   bytes, updates the index, then publishes the segment size and the log end offset
 //!   (Release); readers load them (Acquire) and read at most that far.
 //! * `sync_through` / `sync` take neither the writer mutex nor a write lock: concurrent
@@ -27,21 +30,40 @@
 //! baseOffset, partitionLeaderEpoch and, for LogAppendTime, maxTimestamp + CRC, re-hashing
 //! only the 40 header bytes), one `pwrite`. `read` = one index binary search and normally one
 //! `pread` into the buffer that becomes the returned `Bytes`. No per-record work on either.
+//! Producer state costs nothing for batches without a producer id, and one `HashMap` lookup
+//! (plus one insert after the write) per batch with one; `last_stable_offset` is three
+//! atomic loads. `producers()` (DescribeProducers, rare) takes the writer mutex.
+//!
+//! # Producer state
+//!
+//! Owned by the writer (see `producers.rs`): for every producer id its epoch, last five
+//! batches (epoch, sequence range, offsets) and open transaction. `append` checks every
+//! batch with a producer id against it before anything is written (all-or-nothing with
+//! offset assignment); `append_control` writes transaction markers. Persisted as snapshot
+//! files (at roll, clean close and after recovery) and the aborted-transaction index file;
+//! `open` loads the newest sound snapshot at or below the log end and replays the batch
+//! headers after it (`recovery.rs`).
 
 pub mod batch;
 mod index;
 pub mod io;
+mod producers;
 mod recovery;
 mod segment;
+mod snapshot;
+mod txnindex;
 
 pub use batch::{
     BatchHeader, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_DELETE_HORIZON, ATTR_LOG_APPEND_TIME,
     ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL,
 };
+pub use producers::ProducerInfo;
 pub use recovery::LOG_START_OFFSET_FILE;
+pub use txnindex::TXN_INDEX_FILE;
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
+use producers::{AbortedTxn, ProducerState, Staged, Staging};
 use segment::{Segment, NO_TIMESTAMP};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -81,6 +103,10 @@ pub struct LogConfig {
     /// message.timestamp.before.max.ms: how far behind the broker clock a CreateTime
     /// batch's base timestamp may be.
     pub timestamp_before_max_ms: i64,
+    /// producer.id.expiration.ms (a broker config in Kafka): `apply_retention` forgets
+    /// producers without an open transaction whose last timestamp is this much older than
+    /// its clock. Negative: never.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -96,6 +122,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             timestamp_after_max_ms: 3_600_000,
             timestamp_before_max_ms: i64::MAX,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -133,6 +160,21 @@ pub enum LogError {
     /// I/O error (KAFKA_STORAGE_ERROR). After a write-side one the partition is failed.
     #[error("storage error: {0}")]
     Storage(String),
+    /// A batch or marker whose producer epoch is older than the producer's current epoch
+    /// (INVALID_PRODUCER_EPOCH).
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    /// A sequence number that does not continue the producer's sequence, or a new epoch
+    /// not starting at 0 (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error("out of order sequence number: {0}")]
+    OutOfOrderSequence(String),
+    /// A non-transactional batch from a producer with an open transaction (INVALID_TXN_STATE).
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    /// A transaction marker with an older coordinator epoch than the producer's last one
+    /// (TRANSACTION_COORDINATOR_FENCED).
+    #[error("transaction coordinator fenced: {0}")]
+    TransactionCoordinatorFenced(String),
 }
 
 /// Result of a successful append.
@@ -143,7 +185,12 @@ pub struct AppendInfo {
     /// The LogAppendTime stamped on the batches, -1 for CreateTime.
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// Records written (0 for a duplicate).
     pub record_count: i64,
+    /// The request was a retry of batches already in the log (same producer id, epoch and
+    /// sequence range as one of the producer's last 5 batches): nothing was written and the
+    /// offsets are those of the original.
+    pub duplicate: bool,
 }
 
 /// Result of a read: whole stored batches, verbatim.
@@ -172,6 +219,16 @@ pub struct RecoveryReport {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub duration_ms: u64,
+    /// Producers known after recovery.
+    pub producers: usize,
+    /// Offset of the producer state snapshot loaded, `None` when none was usable.
+    pub producer_snapshot: Option<i64>,
+    /// Corrupt snapshot files ignored (and deleted).
+    pub snapshots_ignored: usize,
+    /// Batches with a producer id replayed after the snapshot (or from the log start).
+    pub producer_batches_replayed: u64,
+    /// The aborted-transaction index was missing or damaged and rebuilt from the whole log.
+    pub txn_index_rebuilt: bool,
 }
 
 impl std::fmt::Display for RecoveryReport {
@@ -179,7 +236,8 @@ impl std::fmt::Display for RecoveryReport {
         write!(
             f,
             "log {} opened after {}: {} segment(s), offsets [{}, {}); recovered {} segment(s) \
-             ({} batches scanned, {} bytes truncated), rebuilt {} index file(s), removed {} stray file(s) in {} ms",
+             ({} batches scanned, {} bytes truncated), rebuilt {} index file(s), removed {} stray file(s); \
+             {} producer(s) from {} + {} batch(es) replayed, {} corrupt snapshot(s) ignored{} in {} ms",
             self.dir.display(),
             if self.clean_shutdown { "clean shutdown" } else { "unclean shutdown" },
             self.segments_opened,
@@ -190,6 +248,14 @@ impl std::fmt::Display for RecoveryReport {
             self.bytes_truncated,
             self.indexes_rebuilt,
             self.files_removed,
+            self.producers,
+            match self.producer_snapshot {
+                Some(o) => format!("snapshot at {o}"),
+                None => "no snapshot".to_string(),
+            },
+            self.producer_batches_replayed,
+            self.snapshots_ignored,
+            if self.txn_index_rebuilt { ", aborted-txn index rebuilt" } else { "" },
             self.duration_ms,
         )
     }
@@ -211,6 +277,21 @@ struct Writer {
     scratch: Vec<u8>,
     validated: batch::Validated,
     closed: bool,
+    producers: ProducerState,
+    /// Producer states changed by the request being appended (reused across appends).
+    staged: Vec<Staged>,
+    txn_index: txnindex::TxnIndexFile,
+    /// Offsets of the snapshot files on disk, ascending.
+    snapshots: Vec<i64>,
+}
+
+/// A transaction marker being appended.
+#[derive(Clone, Copy, Debug)]
+struct Marker {
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
 }
 
 /// Keep the reusable append buffer from pinning a huge allocation forever.
@@ -235,6 +316,13 @@ pub struct PartitionLog {
     sync_running: Mutex<bool>,
     sync_done: Condvar,
     appended: tokio::sync::Notify,
+    /// First offset of the oldest open transaction (`i64::MAX` when none). Lowered before
+    /// the LEO that covers a new transaction is published, raised after the marker that
+    /// ends it is.
+    first_unstable: AtomicI64,
+    /// Aborted transactions by marker offset (the in-memory aborted-transaction index).
+    /// Written by the writer only.
+    aborted: RwLock<Vec<AbortedTxn>>,
 }
 
 impl PartitionLog {
@@ -267,8 +355,17 @@ impl PartitionLog {
             .clone();
         let leo = active.next_offset();
         let size: u64 = loaded.segments.iter().map(|s| s.size()).sum();
-        let report = loaded.report;
-        if report.bytes_truncated > 0 || report.indexes_rebuilt > 0 || report.files_removed > 0 {
+        let mut report = loaded.report;
+        let started = std::time::Instant::now();
+        let p =
+            recovery::load_producers(dir, &loaded.segments, loaded.log_start, leo, &mut report)?;
+        report.duration_ms += started.elapsed().as_millis() as u64;
+        if report.bytes_truncated > 0
+            || report.indexes_rebuilt > 0
+            || report.files_removed > 0
+            || report.snapshots_ignored > 0
+            || report.txn_index_rebuilt
+        {
             tracing::warn!("{report}");
         } else {
             tracing::info!("{report}");
@@ -283,6 +380,10 @@ impl PartitionLog {
                 scratch: Vec::new(),
                 validated: batch::Validated::default(),
                 closed: false,
+                producers: p.state,
+                staged: Vec::new(),
+                txn_index: p.index,
+                snapshots: p.snapshots,
             }),
             segments: RwLock::new(loaded.segments),
             leo: AtomicI64::new(leo),
@@ -295,6 +396,8 @@ impl PartitionLog {
             sync_running: Mutex::new(false),
             sync_done: Condvar::new(),
             appended: tokio::sync::Notify::new(),
+            first_unstable: AtomicI64::new(p.first_unstable),
+            aborted: RwLock::new(p.aborted),
         };
         Ok((log, report))
     }
@@ -303,25 +406,70 @@ impl PartitionLog {
     /// producer), assign offsets from the log end offset and write them with one write.
     /// Atomic: on a validation error nothing is written. Control batches are refused
     /// (INVALID_RECORD), as Kafka refuses them from clients.
+    ///
+    /// Batches with a producer id (>= 0) are also checked against the producer's state, as
+    /// Kafka does for client appends: a base sequence < 0 is INVALID_RECORD; an epoch older
+    /// than the producer's is `InvalidProducerEpoch`; a newer epoch must start at sequence 0
+    /// (unless the producer has no state), the same epoch must continue at last sequence + 1
+    /// (i32::MAX wraps to 0; a producer with no state may start anywhere), else
+    /// `OutOfOrderSequence`; a non-transactional batch while the producer's transaction is
+    /// open is `InvalidTxnState`. A transactional batch opens the producer's transaction at
+    /// its base offset if none is open.
+    ///
+    /// Duplicates: when every batch of the request repeats (same epoch and sequence range)
+    /// one of its producer's last 5 batches, nothing is written and the result has the
+    /// original offsets (first batch's base, last batch's last) with `duplicate` set. A
+    /// request mixing duplicates with new batches is refused with `OutOfOrderSequence`
+    /// (clients send one batch per partition per request).
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
-        self.append_inner(records, now_ms, false)
+        self.append_inner(records, now_ms, None)
     }
 
-    /// Like [`PartitionLog::append`] but accepts control batches (transaction markers
-    /// written by the transaction coordinator).
-    pub fn append_as_coordinator(
+    /// Append a transaction marker for `producer_id` (the transaction coordinator's
+    /// WriteTxnMarkers): one control batch (attributes transactional|control, the producer
+    /// id and epoch, base sequence -1, one record with key `[0i16, 0 abort | 1 commit]` and
+    /// value `[0i16, coordinator_epoch i32]`, timestamp `now_ms`). It ends the producer's
+    /// open transaction; an abort of a non-empty transaction is added to the
+    /// aborted-transaction index. A marker for a producer without an open transaction is
+    /// still written (Kafka does the same for retried markers).
+    ///
+    /// Errors: an epoch older than the producer's (`InvalidProducerEpoch`), a coordinator
+    /// epoch older than its last marker's (`TransactionCoordinatorFenced`), and the usual
+    /// storage errors.
+    pub fn append_control(
         &self,
-        records: &[u8],
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        self.append_inner(records, now_ms, true)
+        if producer_id < 0 {
+            return Err(LogError::InvalidRecord(format!(
+                "transaction marker for producer id {producer_id}"
+            )));
+        }
+        let batch = producers::control_batch(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            now_ms,
+        );
+        let marker = Marker {
+            producer_id,
+            epoch: producer_epoch,
+            commit,
+            coordinator_epoch,
+        };
+        self.append_inner(&batch, now_ms, Some(marker))
     }
 
     fn append_inner(
         &self,
         records: &[u8],
         now_ms: i64,
-        allow_control: bool,
+        marker: Option<Marker>,
     ) -> Result<AppendInfo, LogError> {
         let mut guard = self.writer.lock();
         self.check_writable(&guard)?;
@@ -335,19 +483,47 @@ impl PartitionLog {
         batch::validate_producer_records(
             records,
             w.config.max_message_bytes,
-            allow_control,
+            marker.is_some(),
             &mut w.validated,
         )?;
-        if w.config.timestamp_type == TimestampType::CreateTime {
+        let log_append_time = w.config.timestamp_type == TimestampType::LogAppendTime;
+        if marker.is_none() && !log_append_time {
             check_timestamps(&w.validated, &w.config, now_ms)?;
         }
         let base_offset = self.leo.load(Ordering::Relaxed); // the writer owns it
+        w.staged.clear();
+        if let Some(m) = &marker {
+            w.producers
+                .check_marker(m.producer_id, m.epoch, m.coordinator_epoch)?;
+        } else if w.validated.batches.iter().any(|b| b.1.producer_id >= 0) {
+            if log_append_time {
+                // The producer state remembers the timestamps as stored.
+                for b in w.validated.batches.iter_mut() {
+                    b.1.max_timestamp = now_ms;
+                }
+            }
+            let batches = w.validated.batches.iter().map(|b| &b.1);
+            if let Staging::Duplicate {
+                first_offset,
+                last_offset,
+                timestamp,
+            } = w.producers.stage(batches, base_offset, &mut w.staged)?
+            {
+                return Ok(AppendInfo {
+                    base_offset: first_offset,
+                    last_offset,
+                    log_append_time_ms: if log_append_time { timestamp } else { -1 },
+                    log_start_offset: self.log_start_offset(),
+                    record_count: 0,
+                    duplicate: true,
+                });
+            }
+        }
         let last_offset = base_offset + w.validated.offset_count - 1;
         if self.should_roll(w, records.len(), last_offset, now_ms) {
             self.roll(w, base_offset)?;
         }
 
-        let log_append_time = w.config.timestamp_type == TimestampType::LogAppendTime;
         w.scratch.clear();
         w.scratch.extend_from_slice(records);
         let mut next = base_offset;
@@ -374,6 +550,34 @@ impl PartitionLog {
                 seg.log_path().display()
             )));
         }
+        // Producer state, before the new end is published: a reader that sees the new LEO
+        // sees the transactions it opens and the aborts it indexes.
+        let unstable_before = self.first_unstable.load(Ordering::Relaxed);
+        if let Some(m) = marker {
+            let aborted = w.producers.end_txn(
+                m.producer_id,
+                m.epoch,
+                m.coordinator_epoch,
+                m.commit,
+                base_offset,
+                now_ms,
+            );
+            if let Some(t) = aborted {
+                if let Err(e) = w.txn_index.append(&t) {
+                    return Err(self.fail(format!(
+                        "append to {}: {e}",
+                        txnindex::path(&self.dir).display()
+                    )));
+                }
+                self.aborted.write().push(t);
+            }
+        } else if !w.staged.is_empty() {
+            w.producers.commit(&w.staged);
+        }
+        let unstable_after = w.producers.first_unstable_offset();
+        if unstable_after < unstable_before {
+            self.first_unstable.store(unstable_after, Ordering::Release);
+        }
         let interval = w.config.index_interval_bytes;
         {
             let mut st = seg.state.write();
@@ -388,6 +592,10 @@ impl PartitionLog {
         self.size_bytes
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         self.leo.store(next, Ordering::Release);
+        // A transaction ends only once its marker is visible.
+        if unstable_after > unstable_before {
+            self.first_unstable.store(unstable_after, Ordering::Release);
+        }
         let record_count = w.validated.record_count;
         if w.scratch.capacity() > SCRATCH_KEEP_BYTES {
             w.scratch = Vec::new();
@@ -400,6 +608,7 @@ impl PartitionLog {
             log_append_time_ms: if log_append_time { now_ms } else { -1 },
             log_start_offset: self.log_start_offset(),
             record_count,
+            duplicate: false,
         })
     }
 
@@ -420,12 +629,13 @@ impl PartitionLog {
             || last_offset - seg.base_offset > i64::from(i32::MAX)
     }
 
-    /// Seal the active segment (fsync, final time index entry, trim) and start a new one at
-    /// `base_offset`. Writer only.
+    /// Seal the active segment (fsync, final time index entry, trim), snapshot the producer
+    /// state at `base_offset` (== LEO) and start a new segment there. Writer only.
     fn roll(&self, w: &mut Writer, base_offset: i64) -> Result<(), LogError> {
         let old = w.active.clone();
         old.seal()
             .map_err(|e| self.fail(format!("seal segment {}: {e}", old.log_path().display())))?;
+        self.snapshot_producers(w, base_offset, false)?;
         let seg = Segment::create(
             &self.dir,
             base_offset,
@@ -445,6 +655,88 @@ impl PartitionLog {
         w.active = seg;
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         Ok(())
+    }
+
+    /// Write the producer state snapshot at `offset` (the LEO, every batch below it is
+    /// durable): the aborted-transaction index is fsynced first, so that the snapshot vouches
+    /// for every index entry below it. Prunes old snapshots. `sync_dir`: fsync the directory
+    /// (roll does it itself right after). Writer only.
+    fn snapshot_producers(
+        &self,
+        w: &mut Writer,
+        offset: i64,
+        sync_dir: bool,
+    ) -> Result<(), LogError> {
+        let dir = &self.dir;
+        w.txn_index
+            .sync()
+            .map_err(|e| self.fail(format!("fsync {}: {e}", txnindex::path(dir).display())))?;
+        let written = if sync_dir {
+            snapshot::write_and_sync_dir(dir, offset, &w.producers)
+        } else {
+            snapshot::write(dir, offset, &w.producers)
+        };
+        written.map_err(|e| {
+            self.fail(format!(
+                "write {}: {e}",
+                snapshot::path(dir, offset).display()
+            ))
+        })?;
+        w.producers.dirty = false;
+        if w.snapshots.last() != Some(&offset) {
+            w.snapshots.push(offset);
+        }
+        snapshot::prune(dir, &mut w.snapshots, self.log_start_offset())
+            .map_err(|e| self.fail(format!("delete old snapshots in {}: {e}", dir.display())))
+    }
+
+    /// After the log start moved: drop aborted transactions wholly below it (rewriting the
+    /// index file) and snapshots below it. Writer only.
+    fn trim_below_log_start(&self, w: &mut Writer) -> Result<(), LogError> {
+        let start = self.log_start_offset();
+        let n = self
+            .aborted
+            .read()
+            .partition_point(|t| t.last_offset < start);
+        if n > 0 {
+            let kept = self.aborted.read()[n..].to_vec();
+            w.txn_index = txnindex::TxnIndexFile::rewrite(&self.dir, &kept).map_err(|e| {
+                self.fail(format!(
+                    "rewrite {}: {e}",
+                    txnindex::path(&self.dir).display()
+                ))
+            })?;
+            self.aborted.write().drain(..n);
+        }
+        snapshot::prune(&self.dir, &mut w.snapshots, start).map_err(|e| {
+            self.fail(format!(
+                "delete old snapshots in {}: {e}",
+                self.dir.display()
+            ))
+        })
+    }
+
+    /// The last stable offset: the first offset of the oldest open transaction, capped by
+    /// the high watermark (and raised to the log start). Read-committed fetches read below
+    /// it. Lock-free.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        let unstable = self.first_unstable.load(Ordering::Acquire);
+        unstable.max(self.log_start_offset()).min(hw)
+    }
+
+    /// The aborted transactions whose data overlaps `[from_offset, upper_offset)`, as
+    /// (producer id, first offset), by marker offset: what a read-committed fetch from
+    /// `from_offset` up to `upper_offset` (the LSO) returns (Kafka's `collectAbortedTxns`:
+    /// marker at or after `from_offset`, first offset below `upper_offset`). Takes only a
+    /// read lock.
+    pub fn aborted_transactions(&self, from_offset: i64, upper_offset: i64) -> Vec<(i64, i64)> {
+        producers::collect_aborted(&self.aborted.read(), from_offset, upper_offset)
+    }
+
+    /// Every producer the partition remembers (DescribeProducers), by producer id.
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        self.writer.lock().producers.infos()
     }
 
     /// Whole batches starting with the batch that contains `offset`, at most `max_bytes`
@@ -636,6 +928,7 @@ impl PartitionLog {
         self.log_start.store(offset, Ordering::Release);
         let n = self.segments_below_log_start();
         self.delete_oldest(&mut w, n)?;
+        self.trim_below_log_start(&mut w)?;
         tracing::info!(dir = %self.dir.display(), log_start_offset = offset, "records deleted");
         Ok(offset)
     }
@@ -679,7 +972,9 @@ impl PartitionLog {
 
     /// Retention: delete, oldest first, non-active segments whose max timestamp is older
     /// than `retention.ms`, those that keep the rest above `retention.bytes`, and those wholly
-    /// below the log start offset (Kafka semantics). Never the active segment.
+    /// below the log start offset (Kafka semantics). Never the active segment. Then drops the
+    /// aborted transactions and snapshots below the log start, and expires producers idle
+    /// for `producer_id_expiration_ms` (with no open transaction).
     pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionReport, LogError> {
         let mut w = self.writer.lock();
         self.check_writable(&w)?;
@@ -719,6 +1014,14 @@ impl PartitionLog {
         };
         let n = by_time.max(by_size).max(self.segments_below_log_start());
         let (segments_deleted, bytes_deleted) = self.delete_oldest(&mut w, n)?;
+        self.trim_below_log_start(&mut w)?;
+        if w.config.producer_id_expiration_ms >= 0 {
+            let expiration = w.config.producer_id_expiration_ms;
+            let expired = w.producers.expire(now_ms, expiration);
+            if expired > 0 {
+                tracing::debug!(dir = %self.dir.display(), expired, "expired producer ids");
+            }
+        }
         if segments_deleted > 0 {
             tracing::info!(
                 dir = %self.dir.display(),
@@ -805,8 +1108,8 @@ impl PartitionLog {
         &self.appended
     }
 
-    /// Clean close: fsync, final time index entry, indexes trimmed and fsynced. Later
-    /// appends fail; reads keep working. Idempotent.
+    /// Clean close: fsync, final time index entry, indexes trimmed and fsynced, producer
+    /// state snapshot at the LEO. Later appends fail; reads keep working. Idempotent.
     pub fn close(&self) -> Result<(), LogError> {
         let mut w = self.writer.lock();
         if w.closed {
@@ -821,6 +1124,10 @@ impl PartitionLog {
         })?;
         self.durable
             .fetch_max(self.log_end_offset(), Ordering::AcqRel);
+        let leo = self.log_end_offset();
+        if w.producers.dirty || w.snapshots.last() != Some(&leo) {
+            self.snapshot_producers(&mut w, leo, true)?;
+        }
         w.closed = true;
         tracing::info!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), "log closed");
         Ok(())
@@ -904,5 +1211,7 @@ fn first_record_matching(
         .map(|r| (r.offset, r.timestamp)))
 }
 
+#[cfg(test)]
+mod producer_tests;
 #[cfg(test)]
 mod tests;

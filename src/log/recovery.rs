@@ -1,13 +1,17 @@
 //! Opening a partition directory: find the segments, trust or rebuild their indexes,
 //! recover the active segment after an unclean shutdown (CRC scan, cut the torn tail),
-//! and the durable log-start-offset file.
+//! the durable log-start-offset file, and the producer state (snapshot + replay) with the
+//! aborted-transaction index.
 //!
 //! Runs once, single-threaded, before the `PartitionLog` exists.
 
 use super::batch::{self, BatchHeader};
 use super::index::{IndexFile, OffsetIndex, TimeIndex, OFFSET_ENTRY_SIZE, TIME_ENTRY_SIZE};
 use super::io::{sync_dir, Backend};
+use super::producers::{self, AbortedTxn, ProducerState};
 use super::segment::{file_name, Segment, NO_TIMESTAMP};
+use super::snapshot;
+use super::txnindex::{self, TxnIndexFile};
 use super::{LogConfig, LogError, RecoveryReport};
 use std::fs;
 use std::io;
@@ -455,4 +459,197 @@ pub(crate) fn write_log_start(dir: &Path, offset: i64) -> io::Result<()> {
     }
     fs::rename(&tmp, dir.join(LOG_START_OFFSET_FILE))?;
     sync_dir(dir)
+}
+
+/// The producer state `open` rebuilt, with the files it keeps using.
+pub(crate) struct ProducersLoaded {
+    pub state: ProducerState,
+    pub first_unstable: i64,
+    pub aborted: Vec<AbortedTxn>,
+    pub index: TxnIndexFile,
+    pub snapshots: Vec<i64>,
+}
+
+/// Rebuild the producer state and the aborted-transaction index of a loaded log:
+///
+/// 1. Snapshots outside `[log_start, log_end]` are deleted (the log no longer holds what
+///    follows them, or they predate the log start). The newest remaining one that decodes is
+///    loaded; corrupt ones are deleted and counted, and the next older one is tried.
+/// 2. Index entries below the snapshot's offset are kept (they were fsynced before the
+///    snapshot was written); entries at or after it are dropped and re-derived. A missing
+///    index or a damaged entry below the snapshot's offset discards the snapshot: everything
+///    is then rebuilt from the log start.
+/// 3. The batch headers from the snapshot's offset (or the log start) to the log end are
+///    replayed, without validation (Kafka's replication origin); for control batches the
+///    marker record's key and value are read to tell commit from abort.
+/// 4. The index file is rewritten if it changed; a snapshot is written at the log end when
+///    anything was replayed, so that the next open starts there.
+pub(crate) fn load_producers(
+    dir: &Path,
+    segments: &[Arc<Segment>],
+    log_start: i64,
+    log_end: i64,
+    report: &mut RecoveryReport,
+) -> Result<ProducersLoaded, LogError> {
+    let mut snaps = snapshot::list(dir).map_err(|e| storage("list", dir, e))?;
+    let (mut usable, stale): (Vec<i64>, Vec<i64>) = snaps
+        .drain(..)
+        .partition(|o| (log_start..=log_end).contains(o));
+    snapshot::delete(dir, stale).map_err(|e| storage("delete snapshots in", dir, e))?;
+
+    let mut loaded: Option<(i64, ProducerState)> = None;
+    while let Some(&offset) = usable.last() {
+        let p = snapshot::path(dir, offset);
+        match snapshot::read(dir, offset).map_err(|e| storage("read", &p, e))? {
+            Ok(state) => {
+                loaded = Some((offset, state));
+                break;
+            }
+            Err(why) => {
+                tracing::warn!(path = %p.display(), "producer state snapshot corrupt ({why}); ignoring it");
+                snapshot::delete(dir, [offset]).map_err(|e| storage("delete", &p, e))?;
+                report.snapshots_ignored += 1;
+                usable.pop();
+            }
+        }
+    }
+
+    let index_path = txnindex::path(dir);
+    let raw = txnindex::read(dir).map_err(|e| storage("read", &index_path, e))?;
+    let mut aborted = Vec::new();
+    if let Some((from, _)) = &loaded {
+        let from = *from;
+        let damaged = match &raw {
+            None => Some("missing".to_string()),
+            Some(entries) => {
+                let mut prev = i64::MIN;
+                let mut stop = entries.len();
+                for (i, e) in entries.iter().enumerate() {
+                    match e {
+                        Some(t) if t.last_offset < from && t.last_offset > prev => {
+                            prev = t.last_offset;
+                            if t.last_offset >= log_start {
+                                aborted.push(*t);
+                            }
+                        }
+                        _ => {
+                            stop = i;
+                            break;
+                        }
+                    }
+                }
+                // A torn or stale tail is at or after the snapshot; a sound entry below it
+                // after the stop means the stop was damage.
+                entries[stop..]
+                    .iter()
+                    .flatten()
+                    .any(|t| t.last_offset < from)
+                    .then(|| format!("entry {stop} is damaged"))
+            }
+        };
+        if let Some(why) = damaged {
+            tracing::warn!(
+                path = %index_path.display(),
+                "aborted-transaction index {why}; rebuilding producer state from the log start"
+            );
+            report.txn_index_rebuilt = true;
+            loaded = None;
+            aborted.clear();
+        }
+    }
+    let (from, mut state) = match loaded {
+        Some((o, s)) => {
+            report.producer_snapshot = Some(o);
+            (o, s)
+        }
+        None => (log_start, ProducerState::default()),
+    };
+
+    let replayed = replay(segments, from, log_end, &mut state, &mut aborted)?;
+    report.producer_batches_replayed = replayed;
+    report.producers = state.len();
+
+    let unchanged = raw.as_ref().is_some_and(|r| {
+        r.len() == aborted.len() && r.iter().zip(&aborted).all(|(a, b)| a.as_ref() == Some(b))
+    });
+    let index = if unchanged {
+        TxnIndexFile::open(dir)
+    } else {
+        TxnIndexFile::rewrite(dir, &aborted)
+    }
+    .map_err(|e| storage("open", &index_path, e))?;
+
+    let mut snapshots = usable;
+    if from < log_end {
+        // The index is durable (rewritten, or unchanged since its last fsync): the snapshot
+        // may vouch for it.
+        let p = snapshot::path(dir, log_end);
+        snapshot::write_and_sync_dir(dir, log_end, &state).map_err(|e| storage("write", &p, e))?;
+        if snapshots.last() != Some(&log_end) {
+            snapshots.push(log_end);
+        }
+    }
+    state.dirty = false;
+    snapshot::prune(dir, &mut snapshots, log_start)
+        .map_err(|e| storage("delete snapshots in", dir, e))?;
+    Ok(ProducersLoaded {
+        first_unstable: state.first_unstable_offset(),
+        state,
+        aborted,
+        index,
+        snapshots,
+    })
+}
+
+/// Replay the stored batches with a producer id whose offsets reach `from` or beyond
+/// (headers only, plus the marker record of control batches). Returns how many.
+fn replay(
+    segments: &[Arc<Segment>],
+    from: i64,
+    log_end: i64,
+    state: &mut ProducerState,
+    aborted: &mut Vec<AbortedTxn>,
+) -> Result<u64, LogError> {
+    let mut n = 0u64;
+    if from >= log_end {
+        return Ok(0);
+    }
+    for (i, seg) in segments.iter().enumerate() {
+        let seg_end = segments.get(i + 1).map_or(log_end, |s| s.base_offset);
+        if seg_end <= from {
+            continue;
+        }
+        seg.scan(seg.position_for(from), seg.size(), |_, h, bytes| {
+            if h.last_offset() < from || h.producer_id < 0 {
+                return ControlFlow::Continue(());
+            }
+            n += 1;
+            if !h.is_control() {
+                state.replay_data(h);
+                return ControlFlow::Continue(());
+            }
+            match producers::parse_marker(bytes) {
+                Some((commit, coordinator_epoch)) => {
+                    let done = state.end_txn(
+                        h.producer_id,
+                        h.producer_epoch,
+                        coordinator_epoch,
+                        commit,
+                        h.base_offset,
+                        h.max_timestamp,
+                    );
+                    aborted.extend(done);
+                }
+                None if h.record_count > 0 => tracing::warn!(
+                    segment = seg.base_offset,
+                    offset = h.base_offset,
+                    "control batch without a readable transaction marker; ignored"
+                ),
+                None => {}
+            }
+            ControlFlow::Continue(())
+        })
+        .map_err(|e| storage("scan", &seg.log_path(), e))?;
+    }
+    Ok(n)
 }

@@ -475,10 +475,6 @@ fn invalid_requests_are_rejected_with_nothing_written() {
         !log.is_failed(),
         "validation errors do not fail the partition"
     );
-    assert_eq!(
-        log.append_as_coordinator(&control, 0).unwrap().base_offset,
-        leo
-    );
 }
 
 #[test]

@@ -204,6 +204,37 @@ pub async fn handle_frame(
         }
         OffsetFetch => Reply::Now(api::offset_fetch::handle(&ctx, decode(api, version, body)?)),
         ListGroups => Reply::Now(api::list_groups::handle(&ctx, decode(api, version, body)?)),
+        AddPartitionsToTxn => {
+            Reply::Now(api::txn::add_partitions(&ctx, decode(api, version, body)?))
+        }
+        AddOffsetsToTxn => Reply::Now(api::txn::add_offsets(&ctx, decode(api, version, body)?)),
+        // Ending a transaction writes markers and may fsync: off the reactor, in order.
+        EndTxn => {
+            let req = decode(api, version, body)?;
+            match tokio::task::spawn_blocking(move || api::txn::end_txn(&ctx, req)).await {
+                Ok(bytes) => Reply::Now(bytes),
+                Err(e) => {
+                    tracing::error!("end txn task failed: {e}");
+                    Reply::Now(Bytes::new())
+                }
+            }
+        }
+        TxnOffsetCommit => Reply::Now(api::txn::txn_offset_commit(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        DescribeTransactions => Reply::Now(api::txn::describe_transactions(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        ListTransactions => Reply::Now(api::txn::list_transactions(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        DescribeProducers => Reply::Now(api::txn::describe_producers(
+            &ctx,
+            decode(api, version, body)?,
+        )),
         ConsumerGroupHeartbeat => Reply::Now(api::consumer_group_heartbeat::handle(
             &ctx,
             decode(api, version, body)?,

@@ -6,6 +6,7 @@ use kafka_protocol::ResponseError;
 use crate::groups::GroupError;
 use crate::log::LogError;
 use crate::topics::TopicError;
+use crate::txn::TxnError;
 
 pub const NONE: i16 = 0;
 
@@ -21,6 +22,12 @@ pub fn log_error(e: &LogError) -> i16 {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         LogError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp.code(),
         LogError::Storage(_) => ResponseError::KafkaStorageError.code(),
+        LogError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch.code(),
+        LogError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber.code(),
+        LogError::InvalidTxnState(_) => ResponseError::InvalidTxnState.code(),
+        LogError::TransactionCoordinatorFenced(_) => {
+            ResponseError::TransactionCoordinatorFenced.code()
+        }
     }
 }
 
@@ -64,6 +71,23 @@ pub fn group_error(e: &GroupError) -> i16 {
     }
 }
 
+pub fn txn_error(e: &TxnError) -> i16 {
+    match e {
+        TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout.code(),
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping.code(),
+        TxnError::ProducerFenced => ResponseError::ProducerFenced.code(),
+        TxnError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch.code(),
+        TxnError::InvalidTxnState => ResponseError::InvalidTxnState.code(),
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions.code(),
+        TxnError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition.code(),
+        TxnError::OperationNotAttempted => ResponseError::OperationNotAttempted.code(),
+        TxnError::InvalidRequest => ResponseError::InvalidRequest.code(),
+        TxnError::Storage(_) => ResponseError::CoordinatorNotAvailable.code(),
+    }
+}
+
+pub const UNSTABLE_OFFSET_COMMIT: i16 = ResponseError::UnstableOffsetCommit.code();
+pub const UNKNOWN_PRODUCER_ID: i16 = ResponseError::UnknownProducerId.code();
 pub const INVALID_GROUP_ID: i16 = ResponseError::InvalidGroupId.code();
 pub const GROUP_ID_NOT_FOUND: i16 = ResponseError::GroupIdNotFound.code();
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();

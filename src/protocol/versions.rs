@@ -58,6 +58,15 @@ pub const SUPPORTED: &[ApiRange] = &[
     r(ApiKey::OffsetDelete, 0, 0),
     r(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     r(ApiKey::ConsumerGroupDescribe, 0, 1),
+    // The classic transaction protocol (transaction version 1); the versions
+    // above these belong to KIP-890 (transactions v2) or to brokers.
+    r(ApiKey::AddPartitionsToTxn, 0, 3),
+    r(ApiKey::AddOffsetsToTxn, 0, 3),
+    r(ApiKey::EndTxn, 0, 4),
+    r(ApiKey::TxnOffsetCommit, 0, 3),
+    r(ApiKey::DescribeTransactions, 0, 0),
+    r(ApiKey::ListTransactions, 0, 1),
+    r(ApiKey::DescribeProducers, 0, 0),
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static ApiRange> {

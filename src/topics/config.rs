@@ -342,6 +342,8 @@ impl Resolver<'_> {
             retention_bytes: self.num(overrides, "retention.bytes"),
             timestamp_after_max_ms: self.num(overrides, "message.timestamp.after.max.ms"),
             timestamp_before_max_ms: self.num(overrides, "message.timestamp.before.max.ms"),
+            // A broker setting in Kafka (producer.id.expiration.ms), not a topic config.
+            ..LogConfig::default()
         }
     }
 }

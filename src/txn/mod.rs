@@ -1,9 +1,17 @@
-//! Producer ids and (in a later issue) idempotence state, the transaction
-//! coordinator, markers and the last stable offset.
+//! Producers: id allocation (here) and the transaction coordinator
+//! (`coordinator.rs`). Per-partition producer state (sequences, open
+//! transactions, the last stable offset, aborted transactions) lives in the
+//! log (`log::producers`), under each partition's writer lock.
 //!
-//! Now: producer id allocation for idempotent producers (InitProducerId with
-//! no transactional id). Ids are handed out from blocks reserved durably in
-//! the metadata store, so an id is never reused across restarts.
+//! Producer ids are handed out from blocks reserved durably in the metadata
+//! store, so an id is never reused across restarts.
+
+mod coordinator;
+
+pub use coordinator::{
+    TxnCoordinator, TxnDescription, TxnEffects, TxnError, TxnMeta, TxnOffset, TxnState,
+    MAX_TIMEOUT_MS,
+};
 
 use parking_lot::Mutex;
 
@@ -27,6 +35,11 @@ impl ProducerIds {
         Ok(ProducerIds {
             state: Mutex::new((end, end)),
         })
+    }
+
+    /// Whether `id` was ever handed out (or may have been, before a restart).
+    pub fn is_issued(&self, id: i64) -> bool {
+        id >= 0 && id < self.state.lock().0
     }
 
     /// A producer id never handed out before.

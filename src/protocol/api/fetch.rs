@@ -4,6 +4,8 @@
 //! is appended to (a `Notify` per partition log) or `max_wait_ms` passes; it
 //! never sleeps in a loop. The read itself returns whole stored batches; a
 //! fetch offset inside a batch returns that batch (the client skips ahead).
+//! read_committed stops at the last stable offset and lists the aborted
+//! transactions in range, so that the client drops their records.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchResponse, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::messages::{FetchRequest, ProducerId};
 use tokio::time::Instant;
 
 use crate::log::LogError;
@@ -72,6 +74,7 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
             .with_topic_id(t.topic_id);
         topics.push((resp_topic, wanted));
     }
+    let committed = req.isolation_level == 1;
     let max_bytes = req.max_bytes.max(0) as usize;
     let min_bytes = req.min_bytes.max(0) as usize;
     let wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS) as u64);
@@ -89,7 +92,7 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
                 for w in wakers.iter_mut() {
                     w.as_mut().enable();
                 }
-                let (resp, bytes, errored) = read_all(&topics, max_bytes, ctx.version);
+                let (resp, bytes, errored) = read_all(&topics, max_bytes, ctx.version, committed);
                 let done = bytes >= min_bytes
                     || errored
                     || wakers.is_empty()
@@ -104,7 +107,7 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
                     _ = tokio::time::sleep_until(deadline) => {}
                     // Shutdown: answer with what there is rather than hold the drain up.
                     _ = stopping.wait_for(|s| *s) => {
-                        let (resp, _, _) = read_all(&topics, max_bytes, ctx.version);
+                        let (resp, _, _) = read_all(&topics, max_bytes, ctx.version, committed);
                         return Some(ctx.encode(&resp));
                     }
                 }
@@ -118,6 +121,7 @@ fn read_all(
     topics: &[(FetchableTopicResponse, Vec<Wanted>)],
     max_bytes: usize,
     version: i16,
+    committed: bool,
 ) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut errored = false;
@@ -138,8 +142,20 @@ fn read_all(
             };
             let log = &p.log;
             let hw = log.high_watermark();
+            let lso = log.last_stable_offset();
             pd.high_watermark = hw;
-            pd.last_stable_offset = hw;
+            pd.last_stable_offset = lso;
+            let upper = if committed { lso } else { hw };
+            pd.aborted_transactions = committed.then(|| {
+                log.aborted_transactions(w.offset, upper)
+                    .into_iter()
+                    .map(|(producer_id, first_offset)| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(producer_id))
+                            .with_first_offset(first_offset)
+                    })
+                    .collect()
+            });
             if version >= 5 {
                 pd.log_start_offset = log.log_start_offset();
             }
@@ -149,7 +165,7 @@ fn read_all(
             let records = if budget == 0 && total > 0 {
                 Bytes::new()
             } else {
-                match log.read(w.offset, budget.max(1), hw) {
+                match log.read(w.offset, budget.max(1), upper) {
                     Ok(r) if total > 0 && r.bytes.len() > budget => Bytes::new(),
                     Ok(r) => r.bytes,
                     Err(e) => {

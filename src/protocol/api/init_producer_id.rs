@@ -1,30 +1,43 @@
-//! InitProducerId for idempotent producers: a fresh producer id, or, when the
-//! client asks to bump its own (KIP-360), the same id with the next epoch.
-//! Transactional ids are served by the transaction coordinator (a later issue).
+//! InitProducerId: for an idempotent producer a fresh producer id, or, when
+//! the client asks to bump its own (KIP-360), the same id with the next
+//! epoch; for a transactional id, the transaction coordinator's answer
+//! (fencing the previous producer of that id).
 
 use bytes::Bytes;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::protocol::dispatch::Ctx;
-use crate::protocol::errors::{NONE, STORAGE_ERROR, UNSUPPORTED_VERSION};
+use crate::protocol::errors::{self, NONE, STORAGE_ERROR};
 
 pub fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> Bytes {
     let mut resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        resp.error_code = UNSUPPORTED_VERSION;
+    let broker = &ctx.broker;
+    let expected = (req.producer_id.0 >= 0 && req.producer_epoch >= 0)
+        .then_some((req.producer_id.0, req.producer_epoch));
+    if let Some(id) = &req.transactional_id {
+        match broker.txns.init_producer_id(
+            id.as_str(),
+            req.transaction_timeout_ms,
+            expected,
+            &**broker,
+        ) {
+            Ok((pid, epoch)) => {
+                resp.producer_id = ProducerId(pid);
+                resp.producer_epoch = epoch;
+            }
+            Err(e) => resp.error_code = errors::txn_error(&e),
+        }
         return ctx.encode(&resp);
     }
-    let broker = &ctx.broker;
-    let bump =
-        req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1;
-    if bump {
-        resp.producer_id = req.producer_id;
-        resp.producer_epoch = req.producer_epoch + 1;
-        resp.error_code = NONE;
-    } else {
-        match broker.producer_ids.allocate(&broker.store) {
+    match expected {
+        Some((pid, epoch)) if epoch < i16::MAX - 1 => {
+            resp.producer_id = ProducerId(pid);
+            resp.producer_epoch = epoch + 1;
+            resp.error_code = NONE;
+        }
+        _ => match broker.txns.allocate_producer_id() {
             Ok(id) => {
                 resp.producer_id = ProducerId(id);
                 resp.producer_epoch = 0;
@@ -34,7 +47,7 @@ pub fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> Bytes {
                 tracing::error!("allocating a producer id: {e}");
                 resp.error_code = STORAGE_ERROR;
             }
-        }
+        },
     }
     ctx.encode(&resp)
 }

@@ -1,5 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest
-//! local (-4, the log start: there is no tiered storage), and by timestamp.
+//! ListOffsets: earliest (-2), latest (-1: the high watermark, or the last
+//! stable offset for read_committed), max timestamp (-3), earliest local (-4,
+//! the log start: there is no tiered storage), and by timestamp.
 
 use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
@@ -35,7 +36,8 @@ pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> Bytes {
                     if epoch_err != NONE {
                         pr.error_code = epoch_err;
                     } else {
-                        match lookup(&part.log, p.timestamp, ctx.version) {
+                        let committed = req.isolation_level == 1;
+                        match lookup(&part.log, p.timestamp, ctx.version, committed) {
                             Ok((offset, ts)) => {
                                 pr.offset = offset;
                                 pr.timestamp = ts;
@@ -55,8 +57,9 @@ pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> Bytes {
     ctx.encode(&resp)
 }
 
-fn lookup(log: &PartitionLog, ts: i64, version: i16) -> Result<(i64, i64), i16> {
+fn lookup(log: &PartitionLog, ts: i64, version: i16, committed: bool) -> Result<(i64, i64), i16> {
     match ts {
+        LATEST if committed => Ok((log.last_stable_offset(), -1)),
         LATEST => Ok((log.high_watermark(), -1)),
         EARLIEST => Ok((log.log_start_offset(), -1)),
         EARLIEST_LOCAL if version >= 8 => Ok((log.log_start_offset(), -1)),

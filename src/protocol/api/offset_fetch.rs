@@ -14,9 +14,17 @@ use crate::groups::Committed;
 use crate::protocol::dispatch::Ctx;
 use crate::protocol::errors::{self, NONE};
 
-type Fetched = Result<Vec<(String, Vec<(i32, Option<Committed>)>)>, i16>;
+/// Per topic: (partition, committed offset, error code).
+type Fetched = Result<Vec<(String, Vec<(i32, Option<Committed>, i16)>)>, i16>;
 
-fn fetch(ctx: &Ctx, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+/// `require_stable` (v7+): a partition with an offset in an ongoing
+/// transaction answers UNSTABLE_OFFSET_COMMIT, so the client retries.
+fn fetch(
+    ctx: &Ctx,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> Fetched {
     let pairs: Option<Vec<(String, i32)>> = wanted.map(|ts| {
         ts.into_iter()
             .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
@@ -27,12 +35,22 @@ fn fetch(ctx: &Ctx, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Fet
         .groups
         .fetch_offsets(group, pairs.as_deref())
         .map_err(|e| errors::group_error(&e))?;
+    let pending = if require_stable {
+        ctx.broker.txns.pending_offsets(group)
+    } else {
+        Vec::new()
+    };
     // Group rows by topic, keeping first-seen order.
-    let mut out: Vec<(String, Vec<(i32, Option<Committed>)>)> = Vec::new();
+    let mut out: Vec<(String, Vec<(i32, Option<Committed>, i16)>)> = Vec::new();
     for (t, p, c) in rows {
+        let code = if pending.iter().any(|(pt, pp)| *pt == t && *pp == p) {
+            errors::UNSTABLE_OFFSET_COMMIT
+        } else {
+            NONE
+        };
         match out.iter_mut().find(|(name, _)| *name == t) {
-            Some((_, ps)) => ps.push((p, c)),
-            None => out.push((t, vec![(p, c)])),
+            Some((_, ps)) => ps.push((p, c, code)),
+            None => out.push((t, vec![(p, c, code)])),
         }
     }
     Ok(out)
@@ -47,7 +65,12 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> Bytes {
                 .map(|t| (t.name.to_string(), t.partition_indexes))
                 .collect()
         });
-        match fetch(ctx, req.group_id.as_str(), wanted) {
+        match fetch(
+            ctx,
+            req.group_id.as_str(),
+            wanted,
+            v >= 7 && req.require_stable,
+        ) {
             Ok(topics) => {
                 resp.topics = topics
                     .into_iter()
@@ -56,7 +79,7 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> Bytes {
                             .with_name(topic_name(&t))
                             .with_partitions(
                                 ps.into_iter()
-                                    .map(|(p, c)| {
+                                    .map(|(p, c, code)| {
                                         let mut rp = OffsetFetchResponsePartition::default()
                                             .with_partition_index(p)
                                             .with_committed_offset(
@@ -66,7 +89,7 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> Bytes {
                                                 .as_ref()
                                                 .and_then(|c| c.metadata.as_deref())
                                                 .unwrap_or(""))))
-                                            .with_error_code(NONE);
+                                            .with_error_code(code);
                                         if v >= 5 {
                                             rp.committed_leader_epoch =
                                                 c.as_ref().map(|c| c.leader_epoch).unwrap_or(-1);
@@ -100,7 +123,7 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> Bytes {
                     continue;
                 }
             }
-            match fetch(ctx, g.group_id.as_str(), wanted) {
+            match fetch(ctx, g.group_id.as_str(), wanted, req.require_stable) {
                 Ok(topics) => {
                     rg.topics = topics
                         .into_iter()
@@ -109,7 +132,7 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> Bytes {
                                 .with_name(topic_name(&t))
                                 .with_partitions(
                                     ps.into_iter()
-                                        .map(|(p, c)| {
+                                        .map(|(p, c, code)| {
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p)
                                                 .with_committed_offset(
@@ -124,7 +147,7 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> Bytes {
                                                     .as_ref()
                                                     .and_then(|c| c.metadata.as_deref())
                                                     .unwrap_or(""))))
-                                                .with_error_code(NONE)
+                                                .with_error_code(code)
                                         })
                                         .collect(),
                                 )

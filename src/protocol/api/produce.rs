@@ -41,28 +41,37 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
                 (false, _, _) => pr.error_code = INVALID_REQUIRED_ACKS,
                 (_, None, _) => pr.error_code = UNKNOWN_TOPIC_OR_PARTITION,
                 (_, Some(_), None) => pr.error_code = INVALID_RECORD,
-                (_, Some(p), Some(records)) => match p.log.append(&records, now) {
-                    Ok(info) => {
-                        probe.produced(records.len(), info.record_count);
-                        pr.error_code = NONE;
-                        pr.base_offset = info.base_offset;
-                        pr.log_append_time_ms = info.log_append_time_ms;
-                        if ctx.version >= 5 {
-                            pr.log_start_offset = info.log_start_offset;
+                (_, Some(p), Some(records)) => {
+                    match producer_check(&ctx, &name, pd.index, &records)
+                        .map_err(Refused::Producer)
+                        .and_then(|()| p.log.append(&records, now).map_err(Refused::Log))
+                    {
+                        Ok(info) => {
+                            probe.produced(records.len(), info.record_count);
+                            pr.error_code = NONE;
+                            pr.base_offset = info.base_offset;
+                            pr.log_append_time_ms = info.log_append_time_ms;
+                            if ctx.version >= 5 {
+                                pr.log_start_offset = info.log_start_offset;
+                            }
+                            if acks == -1 && ctx.broker.config.fsync == FsyncPolicy::Always {
+                                to_sync.push((ti, pi, p, info.last_offset + 1));
+                            }
                         }
-                        if acks == -1 && ctx.broker.config.fsync == FsyncPolicy::Always {
-                            to_sync.push((ti, pi, p, info.last_offset + 1));
+                        Err(Refused::Producer(code)) => {
+                            probe.produce_failed();
+                            pr.error_code = code;
+                        }
+                        Err(Refused::Log(e)) => {
+                            tracing::debug!(topic = %name, partition = pd.index, "produce refused: {e}");
+                            probe.produce_failed();
+                            pr.error_code = errors::log_error(&e);
+                            if ctx.version >= 8 {
+                                pr.error_message = Some(super::str(&e.to_string()));
+                            }
                         }
                     }
-                    Err(e) => {
-                        tracing::debug!(topic = %name, partition = pd.index, "produce refused: {e}");
-                        probe.produce_failed();
-                        pr.error_code = errors::log_error(&e);
-                        if ctx.version >= 8 {
-                            pr.error_message = Some(super::str(&e.to_string()));
-                        }
-                    }
-                },
+                }
             }
             tr.partition_responses.push(pr);
         }
@@ -95,6 +104,33 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
         }
         .boxed(),
     )
+}
+
+enum Refused {
+    Producer(i16),
+    Log(crate::log::LogError),
+}
+
+/// What the log cannot check about a batch's producer: the producer id was
+/// issued by this broker (else UNKNOWN_PRODUCER_ID), and a transactional
+/// batch belongs to an ongoing transaction that contains the partition
+/// (Kafka's partition verification). Sequences and epochs are the log's.
+fn producer_check(ctx: &Ctx, topic: &str, partition: i32, records: &[u8]) -> Result<(), i16> {
+    let Some(h) = crate::log::BatchHeader::parse(records) else {
+        return Ok(()); // the log refuses it with the right error
+    };
+    if h.producer_id < 0 {
+        return Ok(());
+    }
+    let txns = &ctx.broker.txns;
+    if !txns.is_issued(h.producer_id) {
+        return Err(errors::UNKNOWN_PRODUCER_ID);
+    }
+    if h.is_transactional() {
+        txns.verify_produce(h.producer_id, h.producer_epoch, topic, partition)
+            .map_err(|e| errors::txn_error(&e))?;
+    }
+    Ok(())
 }
 
 /// Produce v0-v2 are advertised (old librdkafka needs v0 in range to
