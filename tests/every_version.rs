@@ -299,6 +299,54 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
             ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("cg1"))]),
         ),
+        // A transactional id that was never initialised.
+        AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(s("nope")))
+                .with_v3_and_below_producer_id(ProducerId(1))
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(t("t"))
+                        .with_partitions(vec![0]),
+                ]),
+        ),
+        AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("nope")))
+                .with_group_id(GroupId(s("g"))),
+        ),
+        EndTxn => RequestKind::EndTxn(
+            EndTxnRequest::default().with_transactional_id(TransactionalId(s("nope"))),
+        ),
+        TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s("nope")))
+                .with_group_id(GroupId(s("g")))
+                .with_generation_id(-1)
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(t("t"))
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(1),
+                        ]),
+                ]),
+        ),
+        DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(s("nope"))]),
+        ),
+        ListTransactions => RequestKind::ListTransactions(
+            ListTransactionsRequest::default().with_duration_filter(-1),
+        ),
+        DescribeProducers => RequestKind::DescribeProducers(
+            DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(t("t"))
+                    .with_partition_indexes(vec![0]),
+            ]),
+        ),
         other => panic!("no request built for {other:?}: add one when advertising a new API"),
     }
 }
@@ -310,6 +358,12 @@ fn expected_error(api: ApiKey, v: i16) -> i16 {
         ApiKey::JoinGroup if v >= 4 => 79, // MEMBER_ID_REQUIRED: the first join of a new member
         ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => 25, // UNKNOWN_MEMBER_ID
         ApiKey::DeleteGroups => 69,        // GROUP_ID_NOT_FOUND
+        // INVALID_PRODUCER_ID_MAPPING: a transactional id never initialised
+        ApiKey::AddPartitionsToTxn
+        | ApiKey::AddOffsetsToTxn
+        | ApiKey::EndTxn
+        | ApiKey::TxnOffsetCommit => 49,
+        ApiKey::DescribeTransactions => 105, // TRANSACTIONAL_ID_NOT_FOUND
         _ => 0,
     }
 }
@@ -390,6 +444,27 @@ fn errors(r: &ResponseKind) -> Vec<i16> {
             )
             .collect(),
         ResponseKind::ConsumerGroupHeartbeat(r) => vec![r.error_code],
+        ResponseKind::AddPartitionsToTxn(r) => r
+            .results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| t.results_by_partition.iter().map(|p| p.partition_error_code))
+            .collect(),
+        ResponseKind::AddOffsetsToTxn(r) => vec![r.error_code],
+        ResponseKind::EndTxn(r) => vec![r.error_code],
+        ResponseKind::TxnOffsetCommit(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+        ResponseKind::DescribeTransactions(r) => {
+            r.transaction_states.iter().map(|t| t.error_code).collect()
+        }
+        ResponseKind::ListTransactions(r) => vec![r.error_code],
+        ResponseKind::DescribeProducers(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
         ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().map(|g| g.error_code).collect(),
         _ => vec![],
     }
