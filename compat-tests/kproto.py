@@ -4,7 +4,10 @@ Only what the tests need: framing, request headers v1/v2, ApiVersions v0/v3,
 Metadata v1, Produce v2/v3 and Fetch v4 (non-flexible), record batch headers and
 CRC-32C; for the KIP-848 tests also flexible (compact, tagged-field) encodings of
 Metadata v12, ConsumerGroupHeartbeat v0-v1, ConsumerGroupDescribe v0-v1, OffsetCommit
-v8-v9, OffsetFetch v9 and ListGroups v5, and JoinGroup v5. Written from the Apache Kafka
+v8-v9, OffsetFetch v9 and ListGroups v5, and JoinGroup v5; for the producer tests InitProducerId,
+Produce v7 with producer ids and sequences, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
+Describe/ListTransactions, DescribeProducers, OffsetFetch v7, ListOffsets v2, Fetch v4 with isolation
+level and aborted transactions, SyncGroup v3, and control batches. Written from the Apache Kafka
 protocol guide and message specs, independent of the broker's code.
 """
 from __future__ import annotations
@@ -692,3 +695,333 @@ def list_groups_v5(bootstrap_or_conn, states: list[str] | None = None, types: li
         r.skip_tagged()
     r.skip_tagged()
     return out
+
+
+# ------------------------------------------------------------------ idempotent / transactional producers
+# Written from the JSON message specs of apache/kafka: InitProducerId v0-v4, Produce v7,
+# AddPartitionsToTxn v0-v3, AddOffsetsToTxn v0-v3, EndTxn v0-v4, TxnOffsetCommit v0-v3,
+# DescribeTransactions v0, ListTransactions v0-v1, DescribeProducers v0, OffsetFetch v7,
+# ListOffsets v2, and the control records of DefaultRecordBatch / EndTransactionMarker.
+API_INIT_PRODUCER_ID, API_ADD_PARTITIONS_TO_TXN, API_ADD_OFFSETS_TO_TXN, API_END_TXN = 22, 24, 25, 26
+API_TXN_OFFSET_COMMIT, API_DESCRIBE_PRODUCERS, API_DESCRIBE_TRANSACTIONS, API_LIST_TRANSACTIONS = 28, 61, 65, 66
+
+ATTR_TRANSACTIONAL, ATTR_CONTROL = 0x10, 0x20
+
+# error codes (org.apache.kafka.common.protocol.Errors)
+NONE, UNKNOWN_TOPIC_OR_PARTITION, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID = 0, 3, 22, 25
+OUT_OF_ORDER_SEQUENCE_NUMBER, DUPLICATE_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 46, 47
+INVALID_TXN_STATE, INVALID_PRODUCER_ID_MAPPING, INVALID_TRANSACTION_TIMEOUT = 48, 49, 50
+CONCURRENT_TRANSACTIONS, OPERATION_NOT_ATTEMPTED, UNKNOWN_PRODUCER_ID = 51, 55, 59
+UNSTABLE_OFFSET_COMMIT, PRODUCER_FENCED, TRANSACTIONAL_ID_NOT_FOUND = 88, 90, 105
+
+
+def _s(v: str | None, flex: bool) -> bytes:
+    return compact_string(v) if flex else string(v)
+
+
+def _arr(items: list[bytes], flex: bool) -> bytes:
+    return compact_array(items) if flex else i32(len(items)) + b"".join(items)
+
+
+def _tags(flex: bool) -> bytes:
+    return TAGS if flex else b""
+
+
+def _rs(r: Reader, flex: bool) -> str | None:
+    return r.compact_string() if flex else r.string()
+
+
+def _rn(r: Reader, flex: bool) -> int:
+    return r.compact_len() if flex else r.i32()
+
+
+def _rtags(r: Reader, flex: bool) -> None:
+    if flex:
+        r.skip_tagged()
+
+
+def producer_batch(values: list[bytes], producer_id: int, producer_epoch: int, base_sequence: int,
+                   transactional: bool = False, base_ts: int | None = None,
+                   keys: list[bytes | None] | None = None) -> bytes:
+    """An uncompressed magic-2 record batch carrying a producer id, epoch and base sequence
+    (idempotent / transactional produce), with a valid CRC."""
+    if base_ts is None:
+        base_ts = int(time.time() * 1000)
+    keys = keys or [None] * len(values)
+    recs = b""
+    for i, (k, v) in enumerate(zip(keys, values)):
+        kb = varint(-1) if k is None else varint(len(k)) + k
+        body = i8(0) + varint(0) + varint(i) + kb + varint(len(v)) + v + varint(0)
+        recs += varint(len(body)) + body
+    attrs = ATTR_TRANSACTIONAL if transactional else 0
+    after_crc = (i16(attrs) + i32(len(values) - 1) + i64(base_ts) + i64(base_ts) + i64(producer_id)
+                 + i16(producer_epoch) + i32(base_sequence) + i32(len(values)) + recs)
+    after_len = i32(0) + i8(2) + u32(crc32c(after_crc)) + after_crc
+    return i64(0) + i32(len(after_len)) + after_len
+
+
+def batch_records(b: Batch) -> list[tuple[int, bytes | None, bytes | None]]:
+    """[(offset, key, value)] of an uncompressed batch (headers skipped)."""
+    assert b.codec == 0, "batch_records: compressed batch"
+    r = Reader(b.raw, 61)
+    out = []
+    for _ in range(b.record_count):
+        n = r.varint()
+        end = r.pos + n
+        r.i8()
+        r.varint()  # timestamp delta
+        od = r.varint()
+        kl = r.varint()
+        key = None if kl < 0 else r.raw(kl)
+        vl = r.varint()
+        val = None if vl < 0 else r.raw(vl)
+        r.pos = end
+        out.append((b.base_offset + od, key, val))
+    return out
+
+
+def control_type(b: Batch) -> int | None:
+    """For a control batch: the marker type of its record (0 abort, 1 commit); else None."""
+    if not b.attributes & ATTR_CONTROL:
+        return None
+    [(_, key, _)] = batch_records(b)
+    rk = Reader(key)
+    rk.i16()  # version
+    return rk.i16()
+
+
+def init_producer_id(bootstrap_or_conn, transactional_id: str | None = None, timeout_ms: int = 60000,
+                     producer_id: int = -1, producer_epoch: int = -1, version: int = 4,
+                     corr: int = 1) -> tuple[int, int, int]:
+    """InitProducerId -> (error, producer id, producer epoch)."""
+    flex = version >= 2
+    body = _s(transactional_id, flex) + i32(timeout_ms)
+    if version >= 3:
+        body += i64(producer_id) + i16(producer_epoch)
+    r = call(bootstrap_or_conn, API_INIT_PRODUCER_ID, version, body + _tags(flex), flexible=flex, corr=corr)
+    r.i32()  # throttle
+    return r.i16(), r.i64(), r.i16()
+
+
+def produce_v7(bootstrap_or_conn, topic: str, partition: int, records: bytes,
+               transactional_id: str | None = None, acks: int = -1, timeout_ms: int = 5000,
+               corr: int = 1) -> tuple[int, int]:
+    """One batch to one partition with Produce v7 -> (error, base offset)."""
+    body = string(transactional_id) + i16(acks) + i32(timeout_ms)
+    body += i32(1) + string(topic) + i32(1) + i32(partition) + nbytes(records)
+    r = call(bootstrap_or_conn, API_PRODUCE, 7, body, flexible=False, corr=corr)
+    out = None
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            idx, err, base = r.i32(), r.i16(), r.i64()
+            r.i64(), r.i64()  # log_append_time, log_start_offset
+            if (name, idx) == (topic, partition):
+                out = (err, base)
+    assert out is not None, "partition missing from the Produce response"
+    return out
+
+
+def add_partitions_to_txn(bootstrap_or_conn, transactional_id: str, producer_id: int, producer_epoch: int,
+                          topics: dict[str, list[int]], version: int = 3,
+                          corr: int = 1) -> dict[tuple[str, int], int]:
+    """AddPartitionsToTxn v0-v3 -> {(topic, partition): error}."""
+    flex = version >= 3
+    body = _s(transactional_id, flex) + i64(producer_id) + i16(producer_epoch)
+    body += _arr([_s(t, flex) + _arr([i32(p) for p in ps], flex) + _tags(flex) for t, ps in topics.items()], flex)
+    r = call(bootstrap_or_conn, API_ADD_PARTITIONS_TO_TXN, version, body + _tags(flex), flexible=flex, corr=corr)
+    r.i32()  # throttle
+    out = {}
+    for _ in range(_rn(r, flex)):
+        name = _rs(r, flex)
+        for _ in range(_rn(r, flex)):
+            p, err = r.i32(), r.i16()
+            _rtags(r, flex)
+            out[(name, p)] = err
+        _rtags(r, flex)
+    return out
+
+
+def add_offsets_to_txn(bootstrap_or_conn, transactional_id: str, producer_id: int, producer_epoch: int,
+                       group_id: str, version: int = 3, corr: int = 1) -> int:
+    flex = version >= 3
+    body = _s(transactional_id, flex) + i64(producer_id) + i16(producer_epoch) + _s(group_id, flex)
+    r = call(bootstrap_or_conn, API_ADD_OFFSETS_TO_TXN, version, body + _tags(flex), flexible=flex, corr=corr)
+    r.i32()
+    return r.i16()
+
+
+def end_txn(bootstrap_or_conn, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool,
+            version: int = 3, corr: int = 1) -> int:
+    flex = version >= 3
+    body = _s(transactional_id, flex) + i64(producer_id) + i16(producer_epoch) + boolean(commit)
+    r = call(bootstrap_or_conn, API_END_TXN, version, body + _tags(flex), flexible=flex, corr=corr)
+    r.i32()
+    return r.i16()
+
+
+def txn_offset_commit(bootstrap_or_conn, transactional_id: str, group_id: str, producer_id: int,
+                      producer_epoch: int, offsets: dict[str, list[tuple[int, int]]], generation: int = -1,
+                      member_id: str = "", instance_id: str | None = None, version: int = 3,
+                      corr: int = 1) -> dict[tuple[str, int], int]:
+    """TxnOffsetCommit v0-v3; offsets {topic: [(partition, offset)]} -> {(topic, partition): error}."""
+    flex = version >= 3
+    body = _s(transactional_id, flex) + _s(group_id, flex) + i64(producer_id) + i16(producer_epoch)
+    if version >= 3:
+        body += i32(generation) + _s(member_id, flex) + _s(instance_id, flex)
+    topics = []
+    for t, ps in offsets.items():
+        parts = []
+        for p, o in ps:
+            parts.append(i32(p) + i64(o) + (i32(-1) if version >= 2 else b"") + _s(None, flex) + _tags(flex))
+        topics.append(_s(t, flex) + _arr(parts, flex) + _tags(flex))
+    body += _arr(topics, flex)
+    r = call(bootstrap_or_conn, API_TXN_OFFSET_COMMIT, version, body + _tags(flex), flexible=flex, corr=corr)
+    r.i32()
+    out = {}
+    for _ in range(_rn(r, flex)):
+        name = _rs(r, flex)
+        for _ in range(_rn(r, flex)):
+            p, err = r.i32(), r.i16()
+            _rtags(r, flex)
+            out[(name, p)] = err
+        _rtags(r, flex)
+    return out
+
+
+def describe_transactions(bootstrap_or_conn, transactional_ids: list[str], corr: int = 1) -> dict[str, dict]:
+    """DescribeTransactions v0 -> {transactional id: {...}} (partitions as {topic: sorted list})."""
+    body = compact_array([compact_string(t) for t in transactional_ids]) + TAGS
+    r = call(bootstrap_or_conn, API_DESCRIBE_TRANSACTIONS, 0, body, flexible=True, corr=corr)
+    r.i32()
+    out = {}
+    for _ in range(r.compact_len()):
+        d = {"error": r.i16()}
+        tid = r.compact_string()
+        d.update(state=r.compact_string(), timeout_ms=r.i32(), start_time_ms=r.i64(),
+                 producer_id=r.i64(), producer_epoch=r.i16())
+        parts = {}
+        for _ in range(r.compact_len()):
+            name = r.compact_string()
+            parts[name] = sorted(r.compact_int32s())
+            r.skip_tagged()
+        d["partitions"] = parts
+        r.skip_tagged()
+        out[tid] = d
+    r.skip_tagged()
+    return out
+
+
+def list_transactions(bootstrap_or_conn, states: list[str] | None = None, producer_ids: list[int] | None = None,
+                      duration_ms: int | None = None, corr: int = 1) -> dict:
+    """ListTransactions v0 (v1 with duration_ms) -> {"error", "unknown_states", "txns": {id: (pid, state)}}."""
+    version = 1 if duration_ms is not None else 0
+    body = compact_array([compact_string(s) for s in states or []])
+    body += compact_array([i64(p) for p in producer_ids or []])
+    if version >= 1:
+        body += i64(duration_ms)
+    r = call(bootstrap_or_conn, API_LIST_TRANSACTIONS, version, body + TAGS, flexible=True, corr=corr)
+    r.i32()
+    err = r.i16()
+    unknown = [r.compact_string() for _ in range(max(r.compact_len(), 0))]
+    txns = {}
+    for _ in range(r.compact_len()):
+        tid, pid, st = r.compact_string(), r.i64(), r.compact_string()
+        r.skip_tagged()
+        txns[tid] = (pid, st)
+    r.skip_tagged()
+    return {"error": err, "unknown_states": unknown, "txns": txns}
+
+
+def describe_producers(bootstrap_or_conn, topic: str, partitions: list[int], corr: int = 1) -> dict[int, dict]:
+    """DescribeProducers v0 -> {partition: {"error", "message", "producers": {pid: {...}}}}."""
+    body = compact_array([compact_string(topic) + compact_int32s(partitions) + TAGS]) + TAGS
+    r = call(bootstrap_or_conn, API_DESCRIBE_PRODUCERS, 0, body, flexible=True, corr=corr)
+    r.i32()
+    out = {}
+    for _ in range(r.compact_len()):
+        r.compact_string()
+        for _ in range(r.compact_len()):
+            p = {"partition": r.i32(), "error": r.i16(), "message": r.compact_string(), "producers": {}}
+            for _ in range(r.compact_len()):
+                pid = r.i64()
+                p["producers"][pid] = {"epoch": r.i32(), "last_sequence": r.i32(), "last_timestamp": r.i64(),
+                                       "coordinator_epoch": r.i32(), "txn_start_offset": r.i64()}
+                r.skip_tagged()
+            r.skip_tagged()
+            out[p["partition"]] = p
+        r.skip_tagged()
+    r.skip_tagged()
+    return out
+
+
+def offset_fetch_v7(bootstrap_or_conn, group_id: str, topics: dict[str, list[int]] | None,
+                    require_stable: bool, corr: int = 1) -> dict:
+    """OffsetFetch v7 -> {"error": group error, "offsets": {(topic, partition): (offset, error)}}."""
+    tpart = None if topics is None else [compact_string(t) + compact_int32s(ps) + TAGS for t, ps in topics.items()]
+    body = compact_string(group_id) + compact_array(tpart) + boolean(require_stable) + TAGS
+    r = call(bootstrap_or_conn, API_OFFSET_FETCH, 7, body, flexible=True, corr=corr)
+    r.i32()
+    offs = {}
+    for _ in range(r.compact_len()):
+        name = r.compact_string()
+        for _ in range(r.compact_len()):
+            p, off = r.i32(), r.i64()
+            r.i32(), r.compact_string()   # committed leader epoch, metadata
+            err = r.i16()
+            r.skip_tagged()
+            offs[(name, p)] = (off, err)
+        r.skip_tagged()
+    err = r.i16()
+    r.skip_tagged()
+    return {"error": err, "offsets": offs}
+
+
+def list_offsets_v2(bootstrap_or_conn, topic: str, partitions: list[int], timestamp: int = -1,
+                    isolation_level: int = 0, corr: int = 1) -> dict[int, tuple[int, int]]:
+    """ListOffsets v2 (-1 latest, -2 earliest) -> {partition: (error, offset)}."""
+    body = i32(-1) + i8(isolation_level) + i32(1) + string(topic) + i32(len(partitions))
+    body += b"".join(i32(p) + i64(timestamp) for p in partitions)
+    r = call(bootstrap_or_conn, API_LIST_OFFSETS, 2, body, flexible=False, corr=corr)
+    r.i32()
+    out = {}
+    for _ in range(r.i32()):
+        r.string()
+        for _ in range(r.i32()):
+            p, err = r.i32(), r.i16()
+            r.i64()  # timestamp
+            out[p] = (err, r.i64())
+    return out
+
+
+def fetch_v4(bootstrap_or_conn, topic: str, partition: int, offset: int, isolation_level: int = 0,
+             max_bytes: int = 10 << 20, corr: int = 1) -> dict:
+    """One Fetch v4 -> {"error", "high_watermark", "lso", "aborted": [(pid, first offset)], "batches"}."""
+    body = (i32(-1) + i32(0) + i32(1) + i32(max_bytes) + i8(isolation_level)
+            + i32(1) + string(topic) + i32(1) + i32(partition) + i64(offset) + i32(max_bytes))
+    r = call(bootstrap_or_conn, API_FETCH, 4, body, flexible=False, corr=corr)
+    r.i32()  # throttle
+    out = None
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            idx, err, hw, lso = r.i32(), r.i16(), r.i64(), r.i64()
+            n = r.i32()
+            aborted = None if n < 0 else [(r.i64(), r.i64()) for _ in range(n)]
+            records = r.nbytes() or b""
+            if (name, idx) == (topic, partition):
+                out = {"error": err, "high_watermark": hw, "lso": lso, "aborted": aborted,
+                       "batches": parse_batches(records)}
+    assert out is not None, "partition missing from the Fetch response"
+    return out
+
+
+def sync_group_v3(bootstrap_or_conn, group_id: str, generation: int, member_id: str,
+                  assignments: dict[str, bytes] | None = None, corr: int = 1) -> int:
+    """SyncGroup v3 (classic, non-flexible) -> error."""
+    assignments = assignments or {}
+    body = string(group_id) + i32(generation) + string(member_id) + string(None)
+    body += i32(len(assignments)) + b"".join(string(m) + nbytes(a) for m, a in assignments.items())
+    r = call(bootstrap_or_conn, 14, 3, body, flexible=False, corr=corr)
+    r.i32()
+    return r.i16()

@@ -340,13 +340,13 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         ListTransactions => RequestKind::ListTransactions(
             ListTransactionsRequest::default().with_duration_filter(-1),
         ),
-        DescribeProducers => RequestKind::DescribeProducers(
-            DescribeProducersRequest::default().with_topics(vec![
+        DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
                 describe_producers_request::TopicRequest::default()
                     .with_name(t("t"))
                     .with_partition_indexes(vec![0]),
-            ]),
-        ),
+            ]))
+        }
         other => panic!("no request built for {other:?}: add one when advertising a new API"),
     }
 }
@@ -447,7 +447,11 @@ fn errors(r: &ResponseKind) -> Vec<i16> {
         ResponseKind::AddPartitionsToTxn(r) => r
             .results_by_topic_v3_and_below
             .iter()
-            .flat_map(|t| t.results_by_partition.iter().map(|p| p.partition_error_code))
+            .flat_map(|t| {
+                t.results_by_partition
+                    .iter()
+                    .map(|p| p.partition_error_code)
+            })
             .collect(),
         ResponseKind::AddOffsetsToTxn(r) => vec![r.error_code],
         ResponseKind::EndTxn(r) => vec![r.error_code],

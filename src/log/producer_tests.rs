@@ -785,3 +785,38 @@ fn bench_small_appends_with_and_without_producer_ids() {
         );
     }
 }
+
+#[test]
+fn a_marker_lost_with_a_torn_tail_reopens_its_transaction_and_drops_its_index_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    log.append(&pbatch(4, 0, 0, 2, true), 0).unwrap(); // 0-1
+    log.close().unwrap(); // snapshot at 2, the transaction open
+    drop(log);
+    let log = open(dir.path(), LogConfig::default());
+    log.append_control(4, 0, false, 0, 0).unwrap(); // 2
+    assert_eq!(log.aborted_transactions(0, 3), vec![(4, 0)]);
+    drop(log);
+    // The crash lost the marker's bytes (not yet on disk) but not its index entry.
+    let seg = dir.path().join("00000000000000000000.log");
+    let len = std::fs::metadata(&seg).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    let (log, report) = PartitionLog::open(dir.path(), LogConfig::default(), false).unwrap();
+    assert!(report.bytes_truncated > 0);
+    assert_eq!(log.log_end_offset(), 2);
+    assert!(log.aborted_transactions(0, i64::MAX).is_empty());
+    assert_eq!(log.last_stable_offset(), 0, "the transaction is open again");
+    assert_eq!(log.producers()[0].current_txn_start_offset, 0);
+    // The coordinator writes the marker again.
+    log.append_control(4, 0, false, 0, 0).unwrap();
+    assert_eq!(log.aborted_transactions(0, 3), vec![(4, 0)]);
+    assert_eq!(log.last_stable_offset(), 3);
+    let on_disk = txnindex::read(dir.path()).unwrap().unwrap();
+    assert_eq!(on_disk.len(), 1);
+    assert_eq!(on_disk[0].unwrap().last_offset, 2);
+}

@@ -581,8 +581,9 @@ pub(crate) fn load_producers(
 
     let mut snapshots = usable;
     if from < log_end {
-        // The index is durable (rewritten, or unchanged since its last fsync): the snapshot
-        // may vouch for it.
+        // Entries re-derived above may sit in the file unsynced (appended before a crash):
+        // make them durable before a snapshot vouches for them.
+        index.sync().map_err(|e| storage("fsync", &index_path, e))?;
         let p = snapshot::path(dir, log_end);
         snapshot::write_and_sync_dir(dir, log_end, &state).map_err(|e| storage("write", &p, e))?;
         if snapshots.last() != Some(&log_end) {

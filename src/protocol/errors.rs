@@ -71,6 +71,15 @@ pub fn group_error(e: &GroupError) -> i16 {
     }
 }
 
+/// As [`txn_error`], for a request version that may not know PRODUCER_FENCED
+/// (KIP-588: older versions get INVALID_PRODUCER_EPOCH instead).
+pub fn txn_error_for(e: &TxnError, knows_fenced: bool) -> i16 {
+    match e {
+        TxnError::ProducerFenced if !knows_fenced => ResponseError::InvalidProducerEpoch.code(),
+        e => txn_error(e),
+    }
+}
+
 pub fn txn_error(e: &TxnError) -> i16 {
     match e {
         TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout.code(),

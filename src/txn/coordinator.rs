@@ -261,6 +261,10 @@ impl TxnCoordinator {
             if pid != meta.producer_id || (epoch != meta.epoch && epoch != meta.last_epoch) {
                 return Err(TxnError::ProducerFenced);
             }
+            if epoch == meta.last_epoch && meta.state != TxnState::Ongoing {
+                // A retry of a bump whose answer was lost: the same answer, no new bump.
+                return Ok((meta.producer_id, meta.epoch));
+            }
         }
         match meta.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort => {
@@ -275,6 +279,10 @@ impl TxnCoordinator {
         }
         let old_pid = meta.producer_id;
         self.bump_epoch(meta)?;
+        if expected.is_none() {
+            // A new producer: nobody may retry with the epoch before this bump.
+            meta.last_epoch = -1;
+        }
         meta.timeout_ms = timeout_ms;
         meta.state = TxnState::Empty;
         meta.update_ms = now_ms();

@@ -1,7 +1,6 @@
-//! InitProducerId: for an idempotent producer a fresh producer id, or, when
-//! the client asks to bump its own (KIP-360), the same id with the next
-//! epoch; for a transactional id, the transaction coordinator's answer
-//! (fencing the previous producer of that id).
+//! InitProducerId: for an idempotent producer always a fresh producer id;
+//! for a transactional id, the transaction coordinator's answer (the next
+//! epoch, fencing the previous producer of that id; KIP-360 retries).
 
 use bytes::Bytes;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
@@ -14,40 +13,38 @@ pub fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> Bytes {
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     let broker = &ctx.broker;
-    let expected = (req.producer_id.0 >= 0 && req.producer_epoch >= 0)
-        .then_some((req.producer_id.0, req.producer_epoch));
-    if let Some(id) = &req.transactional_id {
-        match broker.txns.init_producer_id(
-            id.as_str(),
-            req.transaction_timeout_ms,
-            expected,
-            &**broker,
-        ) {
-            Ok((pid, epoch)) => {
-                resp.producer_id = ProducerId(pid);
-                resp.producer_epoch = epoch;
-            }
-            Err(e) => resp.error_code = errors::txn_error(&e),
+    let expected = match (req.producer_id.0, req.producer_epoch) {
+        (-1, -1) => None,
+        (pid, epoch) if pid >= 0 && epoch >= 0 => Some((pid, epoch)),
+        _ => {
+            // An id without an epoch or an epoch without an id (as Kafka).
+            resp.error_code = errors::INVALID_REQUEST;
+            return ctx.encode(&resp);
         }
-        return ctx.encode(&resp);
-    }
-    match expected {
-        Some((pid, epoch)) if epoch < i16::MAX - 1 => {
+    };
+    let result = match &req.transactional_id {
+        Some(id) => broker
+            .txns
+            .init_producer_id(id.as_str(), req.transaction_timeout_ms, expected, &**broker)
+            .map_err(|e| errors::txn_error_for(&e, ctx.version >= 4)),
+        // An idempotent producer always gets a new id (Kafka ignores the
+        // given one: taking it over would let a client use anyone's id).
+        None => broker
+            .txns
+            .allocate_producer_id()
+            .map(|pid| (pid, 0))
+            .map_err(|e| {
+                tracing::error!("allocating a producer id: {e}");
+                STORAGE_ERROR
+            }),
+    };
+    match result {
+        Ok((pid, epoch)) => {
             resp.producer_id = ProducerId(pid);
-            resp.producer_epoch = epoch + 1;
+            resp.producer_epoch = epoch;
             resp.error_code = NONE;
         }
-        _ => match broker.txns.allocate_producer_id() {
-            Ok(id) => {
-                resp.producer_id = ProducerId(id);
-                resp.producer_epoch = 0;
-                resp.error_code = NONE;
-            }
-            Err(e) => {
-                tracing::error!("allocating a producer id: {e}");
-                resp.error_code = STORAGE_ERROR;
-            }
-        },
+        Err(code) => resp.error_code = code,
     }
     ctx.encode(&resp)
 }

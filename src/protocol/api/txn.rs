@@ -35,12 +35,13 @@ pub fn add_partitions(ctx: &Ctx, req: AddPartitionsToTxnRequest) -> Bytes {
         &wanted,
         &*ctx.broker,
     );
+    let fenced_known = ctx.version >= 2;
     let code_of = |i: usize| match &results {
         Ok(per) => per[i]
             .as_ref()
             .err()
-            .map_or(errors::NONE, errors::txn_error),
-        Err(e) => errors::txn_error(e),
+            .map_or(errors::NONE, |e| errors::txn_error_for(e, fenced_known)),
+        Err(e) => errors::txn_error_for(e, fenced_known),
     };
     let mut i = 0;
     let mut resp = AddPartitionsToTxnResponse::default();
@@ -67,7 +68,7 @@ pub fn add_offsets(ctx: &Ctx, req: AddOffsetsToTxnRequest) -> Bytes {
         req.group_id.as_str(),
     ) {
         Ok(()) => errors::NONE,
-        Err(e) => errors::txn_error(&e),
+        Err(e) => errors::txn_error_for(&e, ctx.version >= 2),
     };
     ctx.encode(&AddOffsetsToTxnResponse::default().with_error_code(code))
 }
@@ -81,7 +82,7 @@ pub fn end_txn(ctx: &Ctx, req: EndTxnRequest) -> Bytes {
         &*ctx.broker,
     ) {
         Ok(()) => errors::NONE,
-        Err(e) => errors::txn_error(&e),
+        Err(e) => errors::txn_error_for(&e, ctx.version >= 2),
     };
     ctx.encode(&EndTxnResponse::default().with_error_code(code))
 }
