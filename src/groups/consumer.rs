@@ -887,14 +887,7 @@ impl ConsumerGroup {
         if epoch < 0 && self.members.is_empty() {
             return Ok(());
         }
-        let m = self
-            .members
-            .get(member_id)
-            .ok_or(GroupError::UnknownMemberId)?;
-        if epoch != m.epoch {
-            return Err(GroupError::StaleMemberEpoch);
-        }
-        Ok(())
+        self.check_member_epoch(member_id, epoch)
     }
 
     /// Kafka's ConsumerGroup.validateOffsetFetch: members must fetch with their
@@ -907,6 +900,11 @@ impl ConsumerGroup {
                 Err(GroupError::UnknownMemberId)
             };
         };
+        self.check_member_epoch(member_id, epoch)
+    }
+
+    /// Kafka's validateMemberEpoch: the member exists and `epoch` is its current one.
+    fn check_member_epoch(&self, member_id: &str, epoch: i32) -> Result<(), GroupError> {
         let m = self
             .members
             .get(member_id)

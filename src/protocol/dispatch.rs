@@ -194,13 +194,7 @@ pub async fn handle_frame(
         )),
         OffsetCommit => {
             let req = decode(api, version, body)?;
-            match tokio::task::spawn_blocking(move || api::offset_commit::handle(&ctx, req)).await {
-                Ok(bytes) => Reply::Now(bytes),
-                Err(e) => {
-                    tracing::error!("offset commit task failed: {e}");
-                    Reply::Now(Bytes::new())
-                }
-            }
+            off_reactor(move || api::offset_commit::handle(&ctx, req)).await
         }
         OffsetFetch => Reply::Now(api::offset_fetch::handle(&ctx, decode(api, version, body)?)),
         ListGroups => Reply::Now(api::list_groups::handle(&ctx, decode(api, version, body)?)),
@@ -211,13 +205,7 @@ pub async fn handle_frame(
         // Ending a transaction writes markers and may fsync: off the reactor, in order.
         EndTxn => {
             let req = decode(api, version, body)?;
-            match tokio::task::spawn_blocking(move || api::txn::end_txn(&ctx, req)).await {
-                Ok(bytes) => Reply::Now(bytes),
-                Err(e) => {
-                    tracing::error!("end txn task failed: {e}");
-                    Reply::Now(Bytes::new())
-                }
-            }
+            off_reactor(move || api::txn::end_txn(&ctx, req)).await
         }
         TxnOffsetCommit => Reply::Now(api::txn::txn_offset_commit(
             &ctx,
@@ -297,4 +285,16 @@ fn error_only(correlation_id: i32) -> Bytes {
 /// Reads the big-endian length prefix of a frame, if 4 bytes are there.
 pub fn frame_len(buf: &[u8]) -> Option<i32> {
     (buf.len() >= 4).then(|| (&buf[..4]).get_i32())
+}
+
+/// Runs a handler that may block (an fsync) on the blocking pool; requests of
+/// the connection still execute in order because dispatch awaits it.
+async fn off_reactor(f: impl FnOnce() -> Bytes + Send + 'static) -> Reply {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(bytes) => Reply::Now(bytes),
+        Err(e) => {
+            tracing::error!("blocking handler failed: {e}");
+            Reply::Now(Bytes::new())
+        }
+    }
 }
