@@ -384,17 +384,20 @@ def test_members_share_partitions_join_and_leave(broker, topic, strategy):
     assert committed_offsets(bs, group, topic, parts) == {p: (40, "") for p in range(parts)}
 
 
+# A group member in its own process (so that it can be killed or frozen);
+# argv: bootstrap, group, topic, JSON of the protocol's consumer settings.
+CHILD_CLASSIC = json.dumps({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+CHILD_KIP848 = json.dumps({"group.protocol": "consumer"})
 CHILD = r"""
 import json, sys, time
 from confluent_kafka import Consumer, KafkaError, TopicPartition
-bs, group, topic = sys.argv[1:4]
+bs, group, topic, extra = sys.argv[1:5]
 def out(**kw):
     sys.stdout.write(json.dumps(kw) + "\n"); sys.stdout.flush()
 def on_assign(c, ps): out(assign=[p.partition for p in ps])
 def on_revoke(c, ps): out(revoke=[p.partition for p in ps])
 c = Consumer({"bootstrap.servers": bs, "group.id": group, "enable.auto.commit": False,
-              "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-              "heartbeat.interval.ms": 500, "client.id": "child"})
+              "auto.offset.reset": "earliest", "client.id": "child", **json.loads(extra)})
 c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
 while True:
     msgs = c.consume(num_messages=500, timeout=0.1)
@@ -423,7 +426,7 @@ def test_killed_member_removed_after_session_timeout(broker, topic):
     create_topic(bs, topic, partitions=parts)
     group = gid()
     expected = produce_spread(bs, topic, parts, 10, tag="a")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, bs, group, topic],
+    child = subprocess.Popen([sys.executable, "-c", CHILD, bs, group, topic, CHILD_CLASSIC],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(l) for l in child.stdout], daemon=True).start()
@@ -502,7 +505,7 @@ def test_paused_member_expires_then_rejoins(broker, topic):
     create_topic(bs, topic, partitions=parts)
     group = gid()
     expected = produce_spread(bs, topic, parts, 5, tag="a")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, bs, group, topic],
+    child = subprocess.Popen([sys.executable, "-c", CHILD, bs, group, topic, CHILD_CLASSIC],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(l) for l in child.stdout], daemon=True).start()
@@ -946,7 +949,7 @@ def test_members_lost_while_broker_down_expire_after_restart(broker_factory, top
     create_topic(bs, topic, partitions=2)
     expected = produce_spread(bs, topic, 2, 5)
     group = gid()
-    child = subprocess.Popen([sys.executable, "-c", CHILD, bs, group, topic],
+    child = subprocess.Popen([sys.executable, "-c", CHILD, bs, group, topic, CHILD_CLASSIC],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(l) for l in child.stdout], daemon=True).start()
@@ -1320,36 +1323,6 @@ def test_kip848_leave_gives_partitions_to_the_survivor(broker, topic):
     assert committed_offsets(bs, group, topic, parts) == {p: (10, "") for p in range(parts)}
 
 
-CHILD_KIP848 = r"""
-import json, sys, time
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-bs, group, topic = sys.argv[1:4]
-def out(**kw):
-    sys.stdout.write(json.dumps(kw) + "\n"); sys.stdout.flush()
-def on_assign(c, ps): out(assign=[p.partition for p in ps])
-def on_revoke(c, ps): out(revoke=[p.partition for p in ps])
-c = Consumer({"bootstrap.servers": bs, "group.id": group, "enable.auto.commit": False,
-              "auto.offset.reset": "earliest", "group.protocol": "consumer", "client.id": "child"})
-c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
-while True:
-    msgs = c.consume(num_messages=500, timeout=0.1)
-    good = [m for m in msgs if not m.error()]
-    for m in msgs:
-        if m.error() and m.error().code() != KafkaError._PARTITION_EOF:
-            out(error=str(m.error()))
-    if good:
-        last = {}
-        for m in good:
-            last[m.partition()] = m.offset() + 1
-        recs = [[m.partition(), m.offset(), m.value().decode()] for m in good]
-        try:
-            c.commit(offsets=[TopicPartition(topic, p, o) for p, o in last.items()], asynchronous=False)
-            out(records=recs, committed=last)
-        except Exception as e:
-            out(records=recs, uncommitted=[[p, o] for p, o, _ in recs], commit_error=str(e))
-"""
-
-
 @KIP848
 def test_kip848_killed_member_expires_after_session_timeout(broker_factory, tmp_path, topic):
     """A consumer-protocol member in another process is killed (SIGKILL: no leave heartbeat).
@@ -1365,7 +1338,7 @@ def test_kip848_killed_member_expires_after_session_timeout(broker_factory, tmp_
     create_topic(bs, topic, partitions=parts)
     group = gid("crash")
     expected = produce_spread(bs, topic, parts, 10, tag="a")
-    child = subprocess.Popen([sys.executable, "-c", CHILD_KIP848, bs, group, topic],
+    child = subprocess.Popen([sys.executable, "-c", CHILD, bs, group, topic, CHILD_KIP848],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(l) for l in child.stdout], daemon=True).start()
@@ -1446,7 +1419,7 @@ def test_kip848_frozen_member_fenced_then_rejoins(broker_factory, tmp_path, topi
     create_topic(bs, topic, partitions=parts)
     group = gid("frozen")
     expected = produce_spread(bs, topic, parts, 5, tag="a")
-    child = subprocess.Popen([sys.executable, "-c", CHILD_KIP848, bs, group, topic],
+    child = subprocess.Popen([sys.executable, "-c", CHILD, bs, group, topic, CHILD_KIP848],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(l) for l in child.stdout], daemon=True).start()
