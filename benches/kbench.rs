@@ -194,7 +194,7 @@ struct Args {
     /// Seconds per latency run [10, --quick: 1].
     #[arg(long, value_name = "S")]
     latency_secs: Option<f64>,
-    /// Only these: any of default,fsync (brokers) and produce,consume,latency,groups (kinds).
+    /// Only these: any of default,fsync (brokers) and produce,consume,latency,groups,txn (kinds).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     only: Vec<String>,
     /// Extra librdkafka producer property (repeatable), e.g. -X batch.size=2000000.
@@ -256,12 +256,13 @@ struct Selection {
     consume: bool,
     latency: bool,
     groups: bool,
+    txn: bool,
 }
 
 impl Selection {
     fn parse(only: &[String]) -> Result<Selection, String> {
         let known = [
-            "default", "fsync", "produce", "consume", "latency", "groups",
+            "default", "fsync", "produce", "consume", "latency", "groups", "txn",
         ];
         for w in only {
             if !known.contains(&w.as_str()) {
@@ -273,7 +274,9 @@ impl Selection {
         }
         let has = |w: &str| only.iter().any(|x| x == w);
         let any_group = has("default") || has("fsync");
-        let any_kind = has("produce") || has("consume") || has("latency") || has("groups");
+        let any_kind = ["produce", "consume", "latency", "groups", "txn"]
+            .iter()
+            .any(|w| has(w));
         Ok(Selection {
             default_group: !any_group || has("default"),
             fsync_group: !any_group || has("fsync"),
@@ -281,6 +284,7 @@ impl Selection {
             consume: !any_kind || has("consume"),
             latency: !any_kind || has("latency"),
             groups: !any_kind || has("groups"),
+            txn: !any_kind || has("txn"),
         })
     }
 }
@@ -1181,13 +1185,15 @@ enum ConsumeApi {
     Batch,
 }
 
-/// A fresh consumer reads partition 0 of the topic from offset 0 up to its high watermark.
+/// A fresh consumer reads partition 0 of the topic from offset 0 up to its high watermark, or
+/// until `expect` records arrived (control records and aborted ones never reach the application).
 fn consume_run(
     bootstrap: &str,
     pid: Option<u32>,
     topic: &str,
     group: &str,
     api: ConsumeApi,
+    expect: Option<u64>,
     plan: &Plan,
 ) -> Result<Run, String> {
     let mut c = ClientConfig::new();
@@ -1210,7 +1216,7 @@ fn consume_run(
     let (lo, hi) = consumer
         .fetch_watermarks(topic, 0, Duration::from_secs(10))
         .map_err(|e| format!("ListOffsets: {e}"))?;
-    let expect = (hi - lo).max(0) as u64;
+    let expect = expect.unwrap_or((hi - lo).max(0) as u64);
     if expect == 0 {
         return Err(format!("partition 0 is empty (watermarks {lo}..{hi})"));
     }
@@ -1432,6 +1438,405 @@ fn latency_run(
         run.note = Some(notes.join("; "));
     }
     Ok(run)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotent and transactional producers, read_committed
+
+/// Records per transaction in rows T5, T5p; producers in T5p.
+const TXN_RECORDS: u64 = 100;
+const TXN_PRODUCERS: usize = 8;
+/// Records per transaction when filling the topic of rows T6/T7; every `FILL_ABORT_EVERY`th
+/// transaction is aborted.
+const FILL_TXN_RECORDS: u64 = 1000;
+const FILL_ABORT_EVERY: u64 = 10;
+
+/// A plan whose producers (or consumers) also get these properties.
+fn with_props(plan: &Plan, producer: &[(&str, &str)], consumer: &[(&str, &str)]) -> Plan {
+    let mut p = plan.clone();
+    let own = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    p.producer_props.extend(own(producer));
+    p.consumer_props.extend(own(consumer));
+    p
+}
+
+/// What a transactional producer wrote: records in committed and in aborted transactions.
+struct TxnOutcome {
+    run: Run,
+    committed: u64,
+    aborted: u64,
+}
+
+/// `producers` transactional producers (each its own `transactional.id` and thread, acks=all as
+/// librdkafka requires; producer i writes partition i) write transactions of `per_txn`
+/// records (begin, `per_txn` sends, flush, commit), aborting every `abort_every`th one, for
+/// the plan's amount (a record count is split between them). The rate counts records of
+/// committed transactions over the time from the first begin to the last commit.
+#[allow(clippy::too_many_arguments)]
+fn txn_run(
+    server: &Server,
+    topic: &str,
+    value: &[u8],
+    per_txn: u64,
+    abort_every: Option<u64>,
+    amount: Amount,
+    producers: usize,
+    plan: &Plan,
+) -> Result<TxnOutcome, String> {
+    static TXN_IDS: AtomicU32 = AtomicU32::new(0);
+    let timeout = Duration::from_secs(30);
+    let mut clients = Vec::new();
+    let mut partitions = 0;
+    for _ in 0..producers {
+        let tid = format!(
+            "kbench-{}-{}",
+            std::process::id(),
+            TXN_IDS.fetch_add(1, Ordering::Relaxed)
+        );
+        // A BaseProducer: the rdkafka crate's flush inside commit_transaction polls in 100 ms
+        // slices, which a ThreadedProducer's own poll thread turns into a 100 ms wait per commit.
+        let producer: BaseProducer<ProdCtx> = producer_config(server.bootstrap, "all", 5, plan)
+            .set("transactional.id", &tid)
+            .create_with_context(ProdCtx::new(None))
+            .map_err(|e| format!("producer: {e}"))?;
+        partitions = wait_topic(producer.client(), topic)?;
+        producer
+            .init_transactions(timeout)
+            .map_err(|e| format!("init_transactions: {e}"))?;
+        clients.push(producer);
+    }
+    if partitions < producers {
+        return Err(format!(
+            "{producers} producers need {producers} partitions, the topic has {partitions}"
+        ));
+    }
+    let meter = Meter::start(server.pid);
+    let t0 = Instant::now();
+    let (deadline, limit) = match amount {
+        Amount::Secs(s) => (Some(t0 + Duration::from_secs_f64(s)), u64::MAX),
+        Amount::Records(n) => (None, n.div_ceil(producers as u64)),
+    };
+    let one = |(i, producer): (usize, &BaseProducer<ProdCtx>)| -> Result<[u64; 3], String> {
+        let (mut committed, mut aborted, mut txns) = (0u64, 0u64, 0u64);
+        while committed + aborted < limit && deadline.is_none_or(|d| Instant::now() < d) {
+            producer
+                .begin_transaction()
+                .map_err(|e| format!("begin_transaction: {e}"))?;
+            let n = per_txn.min(limit - committed - aborted);
+            let mut sent = 0;
+            while sent < n {
+                let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0)
+                    .partition(i as i32)
+                    .payload(value);
+                match producer.send(rec) {
+                    Ok(()) => sent += 1,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        producer.poll(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => return Err(format!("send: {e}")),
+                }
+            }
+            txns += 1;
+            flush_quickly(producer, timeout)?;
+            if abort_every.is_some_and(|k| txns % k == 0) {
+                producer
+                    .abort_transaction(timeout)
+                    .map_err(|e| format!("abort_transaction: {e}"))?;
+                aborted += n;
+            } else {
+                producer
+                    .commit_transaction(timeout)
+                    .map_err(|e| format!("commit_transaction: {e}"))?;
+                committed += n;
+            }
+        }
+        // The records were flushed before each commit or abort: every one was acknowledged.
+        let (ok, err) = (
+            producer.context().ok.load(Ordering::Relaxed),
+            producer.context().err.load(Ordering::Relaxed),
+        );
+        if ok != committed + aborted || err != 0 {
+            return Err(format!(
+                "{ok} records acknowledged and {err} failed of {}",
+                committed + aborted
+            ));
+        }
+        Ok([committed, aborted, txns])
+    };
+    let results: Vec<Result<[u64; 3], String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|c| s.spawn(move || one(c)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("producer thread panicked".into()))
+            })
+            .collect()
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let metered = meter.stop();
+    let mut sum = [0u64; 3];
+    for r in results {
+        let r = r?;
+        for k in 0..3 {
+            sum[k] += r[k];
+        }
+    }
+    let [committed, aborted, txns] = sum;
+    let mut run = Run {
+        records: committed,
+        bytes: committed * value.len() as u64,
+        secs,
+        ..Run::default()
+    };
+    apply(metered, &mut run);
+    let mut notes: Vec<String> = Vec::new();
+    if producers == 1 {
+        notes.extend(partitions_note(partitions));
+    }
+    notes.push(format!(
+        "{txns} transactions in {secs:.1} s ({:.2} ms each per producer)",
+        secs * 1000.0 * producers as f64 / txns.max(1) as f64
+    ));
+    run.note = Some(notes.join("; "));
+    Ok(TxnOutcome {
+        run,
+        committed,
+        aborted,
+    })
+}
+
+/// Flushes in 1 ms slices. The rdkafka crate's `flush` (also called by its `commit_transaction`)
+/// polls for delivery reports in 100 ms slices that run to their end, which would add up to
+/// 100 ms to every transaction; this leaves the crate's flush nothing to wait for.
+fn flush_quickly(producer: &BaseProducer<ProdCtx>, timeout: Duration) -> Result<(), String> {
+    use rdkafka::bindings as rd;
+    let t0 = Instant::now();
+    loop {
+        // SAFETY: the producer handle is valid for the call; rd_kafka_flush only waits on it.
+        let r = unsafe { rd::rd_kafka_flush(producer.client().native_ptr(), 1) };
+        match r {
+            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => return Ok(()),
+            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__TIMED_OUT if t0.elapsed() < timeout => {
+                producer.poll(Duration::ZERO)
+            }
+            e => return Err(format!("flush: {e:?}")),
+        }
+    }
+}
+
+/// T1-T5: plain, idempotent and transactional produce, the runs of each repeat interleaved
+/// so that the rows compare under the same load; T6/T7: one topic of transactions read with
+/// both isolation levels.
+fn txn_rows(server: &Server, plan: &Plan, admin: &mut Admin) -> Vec<Row> {
+    let small = value_bytes(100);
+    let large = value_bytes(1024);
+    let idem = with_props(plan, &[("enable.idempotence", "true")], &[]);
+    let plain = with_props(plan, &[("enable.idempotence", "false")], &[]);
+    type Case<'a> = (
+        &'static str,
+        String,
+        &'a [u8],
+        Option<&'a Plan>,
+        Option<Target>,
+    );
+    let per = thousands(TXN_RECORDS as f64);
+    let cases: Vec<Case> = vec![
+        (
+            "T1",
+            "produce 100 B, acks=all, enable.idempotence=false".into(),
+            &small,
+            Some(&plain),
+            None,
+        ),
+        (
+            "T2",
+            "produce 100 B, acks=all, enable.idempotence=true".into(),
+            &small,
+            Some(&idem),
+            Some(Target::RelRate("T1", 0.95)),
+        ),
+        (
+            "T3",
+            "produce 1 KiB, acks=all, enable.idempotence=false".into(),
+            &large,
+            Some(&plain),
+            None,
+        ),
+        (
+            "T4",
+            "produce 1 KiB, acks=all, enable.idempotence=true".into(),
+            &large,
+            Some(&idem),
+            Some(Target::RelRate("T3", 0.95)),
+        ),
+        (
+            "T5",
+            format!(
+                "produce 100 B in transactions of {per} records (transactional.id, commit each)"
+            ),
+            &small,
+            None,
+            Some(Target::RelRate("T1", 0.5)),
+        ),
+        (
+            "T5p",
+            format!("the same with {TXN_PRODUCERS} transactional producers in parallel, one partition each"),
+            &small,
+            None,
+            Some(Target::RelRate("T1", 0.5)),
+        ),
+    ];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); cases.len()];
+    let mut errors: Vec<Option<String>> = vec![None; cases.len()];
+    for i in 0..plan.repeats {
+        for (k, (id, name, value, p, _)) in cases.iter().enumerate() {
+            if errors[k].is_some() {
+                continue;
+            }
+            if i == 0 {
+                eprintln!("kbench: {id}: {name}");
+            }
+            let producers = if *id == "T5p" { TXN_PRODUCERS } else { 1 };
+            let topic = admin.topic_n(&id.to_lowercase(), producers as i32);
+            let r = match p {
+                Some(p) => produce_run(
+                    server.bootstrap,
+                    server.pid,
+                    &topic,
+                    value,
+                    "all",
+                    plan.produce,
+                    p,
+                ),
+                None => txn_run(
+                    server,
+                    &topic,
+                    value,
+                    TXN_RECORDS,
+                    None,
+                    plan.produce,
+                    producers,
+                    plan,
+                )
+                .map(|o| o.run),
+            };
+            admin.delete(&topic);
+            match r {
+                Ok(run) => {
+                    eprintln!(
+                        "kbench:   {id} run {}: {} records/s",
+                        i + 1,
+                        thousands(run.rate())
+                    );
+                    runs[k].push(run);
+                }
+                Err(e) => {
+                    eprintln!("kbench:   {id} run {} failed: {e}", i + 1);
+                    errors[k] = Some(e);
+                }
+            }
+            std::thread::sleep(plan.settle);
+        }
+    }
+    let mut rows: Vec<Row> = cases
+        .into_iter()
+        .zip(runs.into_iter().zip(errors))
+        .map(|((id, name, _, _, target), (runs, error))| Row {
+            id,
+            name,
+            kind: Kind::Throughput,
+            runs,
+            error,
+            target,
+        })
+        .collect();
+
+    let total = plan.consume_records;
+    eprintln!(
+        "kbench: T6/T7: filling with {} records in transactions of {FILL_TXN_RECORDS}, every {FILL_ABORT_EVERY}th aborted",
+        thousands(total as f64)
+    );
+    let topic = admin.topic("t67");
+    let fill = txn_run(
+        server,
+        &topic,
+        &small,
+        FILL_TXN_RECORDS,
+        Some(FILL_ABORT_EVERY),
+        Amount::Records(total),
+        1,
+        plan,
+    );
+    let reads = [
+        ("T6", "read_uncommitted", None),
+        ("T7", "read_committed", Some(Target::RelRate("T6", 0.9))),
+    ];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); reads.len()];
+    let mut errors: Vec<Option<String>> =
+        vec![fill.as_ref().err().map(|e| format!("fill: {e}")); reads.len()];
+    if let Ok(f) = &fill {
+        eprintln!("kbench:   filled at {} records/s", thousands(f.run.rate()));
+        std::thread::sleep(plan.settle);
+        for i in 0..plan.repeats {
+            for (k, (id, level, _)) in reads.iter().enumerate() {
+                if errors[k].is_some() {
+                    continue;
+                }
+                let expect = if *level == "read_committed" {
+                    f.committed
+                } else {
+                    f.committed + f.aborted
+                };
+                let p = with_props(plan, &[], &[("isolation.level", level)]);
+                match consume_run(
+                    server.bootstrap,
+                    server.pid,
+                    &topic,
+                    &format!("{topic}-{id}-{i}"),
+                    ConsumeApi::Batch,
+                    Some(expect),
+                    &p,
+                ) {
+                    Ok(run) => {
+                        eprintln!(
+                            "kbench:   {id} run {}: {} records/s",
+                            i + 1,
+                            thousands(run.rate())
+                        );
+                        runs[k].push(run);
+                    }
+                    Err(e) => {
+                        eprintln!("kbench:   {id} run {} failed: {e}", i + 1);
+                        errors[k] = Some(e);
+                    }
+                }
+                std::thread::sleep(plan.settle);
+            }
+        }
+    }
+    admin.delete(&topic);
+    let records = thousands(total as f64);
+    for ((id, level, target), (runs, error)) in reads.into_iter().zip(runs.into_iter().zip(errors))
+    {
+        rows.push(Row {
+            id,
+            name: format!("consume catch-up, {records} × 100 B in transactions (10 % aborted), batch, isolation.level={level}"),
+            kind: Kind::Throughput,
+            runs,
+            error,
+            target,
+        });
+    }
+    rows
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2434,6 +2839,8 @@ enum GroupFig {
 #[derive(Clone, Debug)]
 enum Target {
     MinRate(f64),
+    /// At least this fraction of the median rate of the row with this id (same run).
+    RelRate(&'static str, f64),
     MaxP99(f64),
     MaxSecs(f64),
     MaxKb(f64),
@@ -2541,6 +2948,22 @@ impl Report {
                             thousands(*t),
                             if v >= *t { "met" } else { "**missed**" }
                         )
+                    }
+                    (Some(Target::RelRate(of, f)), Some(v)) => {
+                        let base = self
+                            .rows
+                            .iter()
+                            .find(|x| x.id == *of && x.error.is_none())
+                            .and_then(|x| med_of(&x.runs, |y| Some(y.rate())));
+                        match base {
+                            Some(b) if b > 0.0 => format!(
+                                "≥ {:.0} % of {of}: {:.0} %, {}",
+                                f * 100.0,
+                                v / b * 100.0,
+                                if v >= f * b { "met" } else { "**missed**" }
+                            ),
+                            _ => format!("≥ {:.0} % of {of}: no figure for {of}", f * 100.0),
+                        }
                     }
                     _ => String::new(),
                 };
@@ -2919,6 +3342,7 @@ fn run_group(
                         &topic,
                         &format!("{topic}-{id}-{i}"),
                         api,
+                        None,
                         plan,
                     ) {
                         Ok(run) => {
@@ -2984,6 +3408,9 @@ fn run_group(
     }
     if sel.groups && !fsync_always {
         rows.extend(group_rows(server, plan, &mut admin));
+    }
+    if sel.txn && !fsync_always {
+        rows.extend(txn_rows(server, plan, &mut admin));
     }
     rows
 }

@@ -196,40 +196,20 @@ pub fn frame(buf: &[u8]) -> Result<(BatchHeader, usize), FrameError> {
     Ok((h, size))
 }
 
-/// The two halves of a batch CRC, kept apart so that a header patch (LogAppendTime)
-/// can recompute the CRC without a second pass over the records.
-#[derive(Clone, Copy, Debug)]
-pub struct CrcParts {
-    /// CRC-32C of the body (bytes 61..end).
-    pub body: u32,
-    pub body_len: usize,
-}
-
-/// CRC-32C of a whole batch (bytes 21..end) given its body CRC: only the 40 header bytes
-/// under the CRC are hashed again.
-pub fn crc_with_body(batch: &[u8], parts: CrcParts) -> u32 {
-    let head = crc32c::crc32c(&batch[POS_ATTRIBUTES..HEADER_LEN]);
-    crc32c::crc32c_combine(head, parts.body, parts.body_len)
-}
-
 /// Frame the batch at the start of `buf`, check magic and CRC. One pass over the bytes.
-pub fn check(buf: &[u8]) -> Result<(BatchHeader, usize, CrcParts), FrameError> {
+pub fn check(buf: &[u8]) -> Result<(BatchHeader, usize), FrameError> {
     let (h, size) = frame(buf)?;
     if h.magic != MAGIC_V2 {
         return Err(FrameError::BadMagic(h.magic));
     }
-    let parts = CrcParts {
-        body: crc32c::crc32c(&buf[HEADER_LEN..size]),
-        body_len: size - HEADER_LEN,
-    };
-    let computed = crc_with_body(&buf[..size], parts);
+    let computed = compute_crc(&buf[..size]);
     if computed != h.crc {
         return Err(FrameError::BadCrc {
             stored: h.crc,
             computed,
         });
     }
-    Ok((h, size, parts))
+    Ok((h, size))
 }
 
 /// CRC-32C as it should be stored for `batch` (bytes 21..end).
@@ -293,8 +273,8 @@ impl Iterator for Batches<'_> {
 /// Summary of a validated producer request: the batches it holds, in order.
 #[derive(Clone, Debug, Default)]
 pub struct Validated {
-    /// `(position in the request, header, size, CRC parts)` per batch.
-    pub batches: Vec<(usize, BatchHeader, usize, CrcParts)>,
+    /// `(position in the request, header, size)` per batch.
+    pub batches: Vec<(usize, BatchHeader, usize)>,
     /// Sum of `recordCount + ...`: the number of offsets the request takes.
     pub offset_count: i64,
     pub record_count: i64,
@@ -330,7 +310,7 @@ pub fn validate_producer_records(
                 });
             }
         }
-        let (h, size, parts) = match check(rest) {
+        let (h, size) = match check(rest) {
             Ok(v) => v,
             Err(FrameError::BadMagic(m)) => {
                 return Err(LogError::InvalidRecord(format!(
@@ -364,7 +344,7 @@ pub fn validate_producer_records(
         }
         out.offset_count += i64::from(h.last_offset_delta) + 1;
         out.record_count += i64::from(h.record_count);
-        out.batches.push((pos, h, size, parts));
+        out.batches.push((pos, h, size));
         pos += size;
     }
     Ok(())
@@ -381,13 +361,14 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
         .copy_from_slice(&epoch.to_be_bytes());
 }
 
-/// Mark the batch LogAppendTime with maxTimestamp = `now_ms` and store the new CRC,
-/// reusing the body CRC from validation (only the header is re-hashed).
-pub fn set_log_append_time(batch: &mut [u8], now_ms: i64, parts: CrcParts) {
+/// Mark the batch LogAppendTime with maxTimestamp = `now_ms` and store the new CRC (a second
+/// pass over the batch, paid only by LogAppendTime topics: keeping the body's CRC apart at
+/// validation would need `crc32c_combine`, which costs more than hashing a small batch).
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attrs = be_i16(batch, POS_ATTRIBUTES) | ATTR_LOG_APPEND_TIME;
     batch[POS_ATTRIBUTES..POS_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
     batch[POS_MAX_TIMESTAMP..POS_MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = crc_with_body(batch, parts);
+    let crc = compute_crc(batch);
     batch[POS_CRC..POS_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
@@ -445,7 +426,7 @@ pub(crate) mod tests {
     #[test]
     fn header_parses_encoder_output() {
         let b = make_batch(5, 1000, Compression::None);
-        let (h, size, _) = check(&b).unwrap();
+        let (h, size) = check(&b).unwrap();
         assert_eq!(size, b.len());
         assert_eq!(h.magic, 2);
         assert_eq!(h.record_count, 5);
@@ -457,13 +438,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn log_append_time_patch_keeps_crc_valid_without_rehashing_body() {
+    fn log_append_time_patch_keeps_crc_valid() {
         let mut b = make_batch(3, 10, Compression::None);
-        let (_, _, parts) = check(&b).unwrap();
-        set_log_append_time(&mut b, 99_999, parts);
+        check(&b).unwrap();
+        set_log_append_time(&mut b, 99_999);
         set_base_offset(&mut b, 77);
         set_partition_leader_epoch(&mut b, 0);
-        let (h, _, _) = check(&b).unwrap();
+        let (h, _) = check(&b).unwrap();
         assert_eq!(h.max_timestamp, 99_999);
         assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
         assert_eq!(h.base_offset, 77);

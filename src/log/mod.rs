@@ -527,12 +527,12 @@ impl PartitionLog {
         w.scratch.clear();
         w.scratch.extend_from_slice(records);
         let mut next = base_offset;
-        for (pos, h, size, parts) in w.validated.batches.iter_mut() {
+        for (pos, h, size) in w.validated.batches.iter_mut() {
             let b = &mut w.scratch[*pos..*pos + *size];
             batch::set_base_offset(b, next);
             batch::set_partition_leader_epoch(b, 0);
             if log_append_time {
-                batch::set_log_append_time(b, now_ms, *parts);
+                batch::set_log_append_time(b, now_ms);
                 h.max_timestamp = now_ms;
                 h.attributes |= ATTR_LOG_APPEND_TIME;
             }
@@ -582,7 +582,7 @@ impl PartitionLog {
         {
             let mut st = seg.state.write();
             st.created_ms.get_or_insert(now_ms);
-            for (p, h, _, _) in &w.validated.batches {
+            for (p, h, _) in &w.validated.batches {
                 st.on_batch(seg.base_offset, (pos + *p as u64) as u32, h, interval);
             }
             // Publish while the index lock is held: a reader that saw the new index
@@ -1166,7 +1166,7 @@ impl PartitionLog {
 /// Kafka's CreateTime bounds, checked on batch headers only (no record decoding):
 /// the max timestamp against the future bound, the base timestamp against the past one.
 fn check_timestamps(v: &batch::Validated, c: &LogConfig, now_ms: i64) -> Result<(), LogError> {
-    for (_, h, _, _) in &v.batches {
+    for (_, h, _) in &v.batches {
         if h.max_timestamp > now_ms.saturating_add(c.timestamp_after_max_ms) {
             return Err(LogError::InvalidTimestamp(format!(
                 "timestamp {} is more than message.timestamp.after.max.ms={} ahead of the broker time {now_ms}",

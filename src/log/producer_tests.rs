@@ -391,7 +391,7 @@ fn control_batches_decode_as_kafka_control_records() {
             .read(m.base_offset, 1 << 20, log.high_watermark())
             .unwrap()
             .bytes;
-        let (h, size, _) = batch::check(&stored).expect("CRC and framing");
+        let (h, size) = batch::check(&stored).expect("CRC and framing");
         assert_eq!(size, stored.len());
         assert_eq!(
             (

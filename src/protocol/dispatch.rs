@@ -202,7 +202,11 @@ pub async fn handle_frame(
             Reply::Now(api::txn::add_partitions(&ctx, decode(api, version, body)?))
         }
         AddOffsetsToTxn => Reply::Now(api::txn::add_offsets(&ctx, decode(api, version, body)?)),
-        // Ending a transaction writes markers and may fsync: off the reactor, in order.
+        // Ending a transaction writes markers and state; with --fsync always it waits for
+        // fsyncs, off the reactor (in order). Otherwise it is buffered writes, run inline.
+        EndTxn if !broker.txns.syncs() => {
+            Reply::Now(api::txn::end_txn(&ctx, decode(api, version, body)?))
+        }
         EndTxn => {
             let req = decode(api, version, body)?;
             off_reactor(move || api::txn::end_txn(&ctx, req)).await

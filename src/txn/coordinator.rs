@@ -179,6 +179,11 @@ impl TxnCoordinator {
         })
     }
 
+    /// Whether state changes wait for an fsync (then callers keep EndTxn off the reactor).
+    pub fn syncs(&self) -> bool {
+        self.sync
+    }
+
     fn persist(&self, id: &str, meta: &TxnMeta) -> Result<(), TxnError> {
         self.store
             .put_json_many(CF_TXNS, &[(id.to_string(), meta)], self.sync)
