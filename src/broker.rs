@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::console::{self, Probe};
+use crate::delay::Delays;
 use crate::groups::GroupCoordinator;
 use crate::store::MetaStore;
 use crate::topics::TopicRegistry;
@@ -36,6 +37,8 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// Producer ids and the transaction coordinator.
     pub txns: TxnCoordinator,
+    /// Delay topics: the timing wheel and its worker.
+    pub delays: Delays,
     pub probe: Probe,
     /// Becomes true when shutdown starts: long waits (fetch long-poll) end early.
     pub stopping: watch::Receiver<bool>,
@@ -87,6 +90,11 @@ impl Broker {
         config.groups.sync_commits = config.fsync == FsyncPolicy::Always;
         let groups = GroupCoordinator::open(store.clone(), config.groups.clone())?;
         let txns = TxnCoordinator::open(store.clone(), config.fsync == FsyncPolicy::Always)?;
+        let delays = Delays::open(
+            store.clone(),
+            config.delay_max_ms,
+            config.fsync == FsyncPolicy::Always,
+        );
         let (tx, rx) = watch::channel(false);
         let broker = Arc::new(Broker {
             config,
@@ -95,6 +103,7 @@ impl Broker {
             topics,
             groups: groups.clone(),
             txns,
+            delays,
             probe: Probe::new(),
             stopping: rx.clone(),
         });
@@ -106,6 +115,7 @@ impl Broker {
             tokio::spawn(retention_task(broker.clone(), rx.clone())),
             tokio::spawn(flush_task(broker.clone(), rx.clone())),
             tokio::spawn(txn_timeout_task(broker.clone(), rx.clone())),
+            tokio::spawn(delay_task(broker.clone(), rx.clone())),
             tokio::spawn(groups.run(rx)),
         ];
         tracing::info!(%kafka_addr, %console_addr, cluster_id = %broker.cluster_id, "kairos started");
@@ -220,6 +230,15 @@ impl crate::groups::TopicLookup for TopicRegistry {
     fn generation(&self) -> u64 {
         TopicRegistry::generation(self)
     }
+}
+
+/// The delay wheel's worker thread, stopped (and joined) at shutdown before the logs close.
+async fn delay_task(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let b = broker.clone();
+    let worker = tokio::task::spawn_blocking(move || crate::delay::run(b));
+    let _ = stop.changed().await;
+    broker.delays.stop();
+    let _ = worker.await;
 }
 
 /// Aborts transactions that outlived their `transaction.timeout.ms`

@@ -40,6 +40,8 @@ pub struct BrokerConfig {
     pub topic_defaults: BTreeMap<String, String>,
     /// Group coordinator settings (`group.initial.rebalance.delay.ms`, ...).
     pub groups: crate::groups::GroupConfig,
+    /// Longest delay a delay record may ask for (`--delay-max-ms`, default 365 days).
+    pub delay_max_ms: i64,
 }
 
 pub const NODE_ID: i32 = 1;
@@ -59,6 +61,7 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 30_000,
             topic_defaults: BTreeMap::new(),
             groups: crate::groups::GroupConfig::default(),
+            delay_max_ms: crate::delay::DEFAULT_MAX_DELAY_MS,
         }
     }
 }
@@ -78,6 +81,7 @@ pub struct FileConfig {
     pub fsync_interval_ms: Option<u64>,
     pub max_request_bytes: Option<usize>,
     pub retention_check_interval_ms: Option<u64>,
+    pub delay_max_ms: Option<i64>,
     /// Kafka's group.initial.rebalance.delay.ms (default 3000).
     pub group_initial_rebalance_delay_ms: Option<u64>,
     /// Kafka's group.consumer.session.timeout.ms (default 45000; KIP-848 members).
@@ -124,6 +128,9 @@ impl FileConfig {
         }
         if let Some(v) = self.retention_check_interval_ms {
             cfg.retention_check_interval_ms = v;
+        }
+        if let Some(v) = self.delay_max_ms {
+            cfg.delay_max_ms = v;
         }
         if let Some(v) = self.group_initial_rebalance_delay_ms {
             cfg.groups.initial_rebalance_delay_ms = v;

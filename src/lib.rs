@@ -11,6 +11,7 @@
 pub mod alloc;
 pub mod broker;
 pub mod config;
+pub mod delay;
 pub mod console;
 pub mod groups;
 pub mod log;

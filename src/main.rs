@@ -51,6 +51,9 @@ struct ServeArgs {
     /// When acknowledged writes are fsynced [default: interval]
     #[arg(long, env = "KAIROS_FSYNC", value_enum)]
     fsync: Option<FsyncPolicy>,
+    /// Longest delay a delay record may ask for, in ms [default: 365 days]
+    #[arg(long, env = "KAIROS_DELAY_MAX_MS")]
+    delay_max_ms: Option<i64>,
     /// TOML file with the same settings plus [topic_defaults]
     #[arg(long, env = "KAIROS_CONFIG")]
     config: Option<PathBuf>,
@@ -87,6 +90,10 @@ impl ServeArgs {
         }
         if let Some(v) = self.fsync {
             cfg.fsync = v;
+        }
+        if let Some(v) = self.delay_max_ms {
+            anyhow::ensure!(v >= 0, "--delay-max-ms must not be negative");
+            cfg.delay_max_ms = v;
         }
         for (k, v) in &cfg.topic_defaults {
             kairos::topics::config::validate(k, v)

@@ -1,7 +1,7 @@
 //! The embedded RocksDB that holds the broker's small state, one column family
 //! per owner: `cluster` (cluster id, producer id blocks), `topics` (topic
-//! metadata), `groups` (group metadata), `offsets` (committed offsets). Later
-//! issues add producer and transaction state, and the delay wheel.
+//! metadata), `groups` (group metadata), `offsets` (committed offsets), `txns`
+//! (transaction state), `delay_*` (the delay wheel, binary keys, see `src/delay`).
 //!
 //! Metadata writes are rare and synced (WAL fsync) before they are acknowledged.
 
@@ -26,7 +26,20 @@ pub const CF_TOPICS: &str = "topics";
 pub const CF_GROUPS: &str = "groups";
 pub const CF_OFFSETS: &str = "offsets";
 pub const CF_TXNS: &str = "txns";
-const CFS: &[&str] = &[CF_CLUSTER, CF_TOPICS, CF_GROUPS, CF_OFFSETS, CF_TXNS];
+/// The delay wheel (`src/delay`): pending records by due time, their ids, its bookkeeping.
+pub const CF_DELAY_WHEEL: &str = "delay_wheel";
+pub const CF_DELAY_IDS: &str = "delay_ids";
+pub const CF_DELAY_META: &str = "delay_meta";
+const CFS: &[&str] = &[
+    CF_CLUSTER,
+    CF_TOPICS,
+    CF_GROUPS,
+    CF_OFFSETS,
+    CF_TXNS,
+    CF_DELAY_WHEEL,
+    CF_DELAY_IDS,
+    CF_DELAY_META,
+];
 
 /// Thread-safe (RocksDB is); share it in an `Arc`.
 pub struct MetaStore {
@@ -42,15 +55,29 @@ impl MetaStore {
         opts.set_write_buffer_size(4 << 20);
         opts.set_max_write_buffer_number(2);
         opts.set_keep_log_file_num(3);
-        let cfs = CFS
-            .iter()
+        // The delay wheel may hold many millions of records: its index and filter blocks
+        // live in one bounded block cache instead of growing with the data.
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(16 << 20));
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        let mut big = opts.clone();
+        big.set_block_based_table_factory(&table);
+        let cfs = CFS.iter().map(|n| {
             // Each column family gets the same small memtables (the default is 64 MiB each).
-            .map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()));
+            let o = if n.starts_with("delay_") { &big } else { &opts };
+            ColumnFamilyDescriptor::new(*n, o.clone())
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         Ok(MetaStore { db })
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+    /// The database itself, for owners that keep binary keys (the delay wheel).
+    pub fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(name)
             .expect("column families are created at open")

@@ -1,8 +1,10 @@
 //! The HTTP console (axum): `/healthz`, `/metrics` (Prometheus text), and the
-//! read-only group views `/api/v1/groups[/{id}]` (with lag); the rest of the
+//! read-only group views `/api/v1/groups[/{id}]` (with lag), delays
+//! `/api/v1/delays[/{target}[/{partition}/{offset}]]`; the rest of the
 //! REST API and the web page come with their issue. Also owns the metrics
 //! recorder and the broker's [`Probe`].
 
+mod delays;
 mod probe;
 
 use std::sync::{Arc, OnceLock};
@@ -39,6 +41,12 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
         .route("/metrics", get(metrics_text))
         .route("/api/v1/groups", get(list_groups))
         .route("/api/v1/groups/{id}", get(describe_group))
+        .route("/api/v1/delays", get(delays::list))
+        .route("/api/v1/delays/{target}", get(delays::target))
+        .route(
+            "/api/v1/delays/{target}/{partition}/{offset}",
+            axum::routing::delete(delays::cancel),
+        )
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,

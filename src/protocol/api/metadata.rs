@@ -77,6 +77,16 @@ fn missing(ctx: &Ctx, name: &str, auto_create: bool, include_ops: bool) -> Metad
     if let Err(e) = validate_topic_name(name) {
         return unknown.with_error_code(errors::topic_error(&e));
     }
+    // A delay topic is created on demand whenever its target exists (or may be created).
+    if crate::delay::target_of(name).is_some() {
+        return match crate::delay::ensure_topic(&ctx.broker, name, auto_create) {
+            Ok(t) => describe(&t, include_ops, ctx.version),
+            Err(e) => {
+                tracing::debug!(topic = name, "delay topic not created: {e}");
+                unknown.with_error_code(errors::topic_error(&e))
+            }
+        };
+    }
     if !auto_create {
         return unknown.with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ApiKey, ProduceRequest};
 
@@ -31,6 +31,7 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let name = td.name.0.to_string();
         let topic = ctx.broker.topics.get(&name);
+        let is_delay = crate::delay::target_of(&name).is_some();
         let mut tr = TopicProduceResponse::default()
             .with_name(td.name)
             .with_topic_id(td.topic_id);
@@ -44,9 +45,16 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
                 (_, Some(p), Some(records)) => {
                     match producer_check(&ctx, &name, pd.index, &records)
                         .map_err(Refused::Producer)
-                        .and_then(|()| p.log.append(&records, now).map_err(Refused::Log))
-                    {
+                        .and_then(|()| {
+                            if is_delay {
+                                delay_check(&ctx, &records, now)?;
+                            }
+                            p.log.append(&records, now).map_err(Refused::Log)
+                        }) {
                         Ok(info) => {
+                            if is_delay {
+                                ctx.broker.delays.wake();
+                            }
                             probe.produced(records.len(), info.record_count);
                             pr.error_code = NONE;
                             pr.base_offset = info.base_offset;
@@ -61,6 +69,16 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
                         Err(Refused::Producer(code)) => {
                             probe.produce_failed();
                             pr.error_code = code;
+                        }
+                        Err(Refused::Record(index, message)) => {
+                            probe.produce_failed();
+                            pr.error_code = INVALID_RECORD;
+                            if ctx.version >= 8 {
+                                pr.record_errors = vec![BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(index)
+                                    .with_batch_index_error_message(Some(super::str(&message)))];
+                                pr.error_message = Some(super::str(&message));
+                            }
                         }
                         Err(Refused::Log(e)) => {
                             tracing::debug!(topic = %name, partition = pd.index, "produce refused: {e}");
@@ -108,7 +126,16 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
 
 enum Refused {
     Producer(i16),
+    /// A record of a delay topic with bad control headers: its index and why.
+    Record(i32, String),
     Log(crate::log::LogError),
+}
+
+/// Records sent to a delay topic are decoded and their `kairos-*` headers checked
+/// before anything is appended (the only produce path that looks inside batches).
+fn delay_check(ctx: &Ctx, records: &[u8], now: i64) -> Result<(), Refused> {
+    crate::delay::validate_records(records, now, ctx.broker.delays.max_delay_ms())
+        .map_err(|(i, m)| Refused::Record(i, m))
 }
 
 /// What the log cannot check about a batch's producer: the producer id was
