@@ -8,11 +8,12 @@
 //! cargo bench --bench kbench -- --quick           # smoke run, about 30 seconds
 //! cargo bench --bench kbench -- --out results.md --only produce,latency
 //! cargo bench --bench kbench -- --only groups      # the consumer-group table only, about 1 minute
+//! cargo bench --bench kbench -- --only delay       # the delay-topic table only, about 5 minutes
 //! ```
 //!
 //! `--only` takes broker words (`default`, `fsync`) and scenario words (`produce`, `consume`,
-//! `latency`, `groups`); each kind left out of a list means all of that kind. The `--fsync always`
-//! broker is started only when produce or latency scenarios are selected.
+//! `latency`, `groups`, `txn`, `delay`); each kind left out of a list means all of that kind. The
+//! `--fsync always` broker is started only when produce or latency scenarios are selected.
 //!
 //! It builds and starts the broker itself: the binary is `$KAIROS_BIN`, else the `kairos`
 //! binary cargo built alongside this bench, else `$CARGO_TARGET_DIR/release/kairos`, else
@@ -144,7 +145,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -194,9 +195,15 @@ struct Args {
     /// Seconds per latency run [10, --quick: 1].
     #[arg(long, value_name = "S")]
     latency_secs: Option<f64>,
-    /// Only these: any of default,fsync (brokers) and produce,consume,latency,groups,txn (kinds).
+    /// Only these: any of default,fsync (brokers) and produce,consume,latency,groups,txn,delay (kinds).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     only: Vec<String>,
+    /// Records per delay ingest and fire run (D1, D2) [1000000, --quick: 100000].
+    #[arg(long, value_name = "N")]
+    delay_records: Option<u64>,
+    /// Records left pending in the delay memory run (D4) [10000000, --quick: 200000].
+    #[arg(long, value_name = "N")]
+    delay_pending: Option<u64>,
     /// Extra librdkafka producer property (repeatable), e.g. -X batch.size=2000000.
     #[arg(short = 'X', long = "producer-prop", value_name = "KEY=VALUE")]
     producer_props: Vec<String>,
@@ -228,6 +235,12 @@ struct Plan {
     commit_secs: f64,
     /// Groups formed in the idle-memory scenario (G3).
     idle_groups: usize,
+    /// Records per delay ingest and fire run (D1, D2).
+    delay_records: u64,
+    /// Records pending in the delay memory run (D4).
+    delay_pending: u64,
+    /// Seconds of the delay lateness run (D3).
+    delay_secs: f64,
     producer_props: Vec<(String, String)>,
     consumer_props: Vec<(String, String)>,
 }
@@ -257,12 +270,13 @@ struct Selection {
     latency: bool,
     groups: bool,
     txn: bool,
+    delay: bool,
 }
 
 impl Selection {
     fn parse(only: &[String]) -> Result<Selection, String> {
         let known = [
-            "default", "fsync", "produce", "consume", "latency", "groups", "txn",
+            "default", "fsync", "produce", "consume", "latency", "groups", "txn", "delay",
         ];
         for w in only {
             if !known.contains(&w.as_str()) {
@@ -274,7 +288,7 @@ impl Selection {
         }
         let has = |w: &str| only.iter().any(|x| x == w);
         let any_group = has("default") || has("fsync");
-        let any_kind = ["produce", "consume", "latency", "groups", "txn"]
+        let any_kind = ["produce", "consume", "latency", "groups", "txn", "delay"]
             .iter()
             .any(|w| has(w));
         Ok(Selection {
@@ -285,6 +299,7 @@ impl Selection {
             latency: !any_kind || has("latency"),
             groups: !any_kind || has("groups"),
             txn: !any_kind || has("txn"),
+            delay: !any_kind || has("delay"),
         })
     }
 }
@@ -645,6 +660,12 @@ impl Drop for Broker {
 
 /// Status code of `GET path` over HTTP/1.1, if any.
 fn http_status(addr: &str, path: &str) -> Option<u16> {
+    http_get(addr, path).map(|(code, _)| code)
+}
+
+/// Status code and body of `GET path` over HTTP/1.1 (`Connection: close`, read to the end; the
+/// console answers with a Content-Length, not chunked), if any.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let sa: SocketAddr = addr.parse().ok()?;
     let mut s = TcpStream::connect_timeout(&sa, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -653,16 +674,15 @@ fn http_status(addr: &str, path: &str) -> Option<u16> {
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
-    let mut buf = [0u8; 64];
-    let mut n = 0;
-    while n < 12 {
-        match s.read(&mut buf[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    let head = std::str::from_utf8(&buf[..n]).ok()?;
-    head.split_whitespace().nth(1)?.parse().ok()
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    Some((code, body.to_string()))
 }
 
 /// SIGINT/SIGTERM: stop the broker child, remove its data, exit.
@@ -812,6 +832,34 @@ impl ClientContext for ConsCtx {
 }
 
 impl ConsumerContext for ConsCtx {}
+
+/// A consumer that commits nothing and starts at the earliest offset; `props` and then the
+/// plan's consumer properties override librdkafka's defaults.
+fn new_consumer(
+    bootstrap: &str,
+    group: &str,
+    props: &[(&str, &str)],
+    plan: &Plan,
+) -> Result<BaseConsumer<ConsCtx>, String> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("client.id", "kbench")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in props {
+        c.set(*k, *v);
+    }
+    for (k, v) in &plan.consumer_props {
+        c.set(k, v);
+    }
+    c.create_with_context(ConsCtx {
+        logged: AtomicU64::new(0),
+    })
+    .map_err(|e| format!("consumer: {e}"))
+}
 
 fn producer_config(bootstrap: &str, acks: &str, linger_ms: u32, plan: &Plan) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -989,6 +1037,8 @@ struct Lat {
     p99: f64,
     p999: f64,
     max: f64,
+    /// Delay lateness only: records received before their due time.
+    early: u64,
 }
 
 impl Run {
@@ -1089,6 +1139,48 @@ fn produce_batch_loop(
     Ok(sent)
 }
 
+/// `BaseProducer::send` in a tight loop until `limit` records were enqueued or the deadline,
+/// polled for delivery reports every 1024 sends and whenever the queue is full; every record
+/// gets the header `(key, value)` if one is given. Returns the number of records enqueued.
+fn send_loop(
+    producer: &BaseProducer<ProdCtx>,
+    topic: &str,
+    value: &[u8],
+    deadline: Option<Instant>,
+    limit: u64,
+    header: Option<(&str, &[u8])>,
+) -> Result<u64, String> {
+    let mut sent: u64 = 0;
+    while sent < limit {
+        let mut rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0).payload(value);
+        if let Some((key, v)) = header {
+            rec = rec.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+                key,
+                value: Some(v),
+            }));
+        }
+        match producer.send(rec) {
+            Ok(()) => {
+                sent += 1;
+                if sent & 1023 == 0 {
+                    producer.poll(Duration::ZERO);
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                }
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                producer.poll(Duration::from_millis(1));
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+            }
+            Err((e, _)) => return Err(format!("send: {e}")),
+        }
+    }
+    Ok(sent)
+}
+
 /// Tight-loop produce on a BaseProducer for a duration or a record count; then flush.
 fn produce_run(
     bootstrap: &str,
@@ -1109,31 +1201,10 @@ fn produce_run(
         Amount::Secs(s) => (Some(t0 + Duration::from_secs_f64(s)), u64::MAX),
         Amount::Records(n) => (None, n),
     };
-    let mut sent: u64 = 0;
-    if plan.produce_api == ProduceApi::Batch {
-        sent = produce_batch_loop(&producer, topic, value, deadline, limit)?;
-    }
-    'outer: while sent < limit && plan.produce_api == ProduceApi::Send {
-        let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0).payload(value);
-        match producer.send(rec) {
-            Ok(()) => {
-                sent += 1;
-                if sent & 1023 == 0 {
-                    producer.poll(Duration::ZERO);
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        break 'outer;
-                    }
-                }
-            }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                producer.poll(Duration::from_millis(1));
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    break 'outer;
-                }
-            }
-            Err((e, _)) => return Err(format!("send: {e}")),
-        }
-    }
+    let sent = match plan.produce_api {
+        ProduceApi::Batch => produce_batch_loop(&producer, topic, value, deadline, limit)?,
+        ProduceApi::Send => send_loop(&producer, topic, value, deadline, limit, None)?,
+    };
     producer
         .flush(Duration::from_secs(60))
         .map_err(|e| format!("flush: {e}"))?;
@@ -1196,22 +1267,7 @@ fn consume_run(
     expect: Option<u64>,
     plan: &Plan,
 ) -> Result<Run, String> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("client.id", "kbench")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest");
-    for (k, v) in &plan.consumer_props {
-        c.set(k, v);
-    }
-    let consumer: BaseConsumer<ConsCtx> = c
-        .create_with_context(ConsCtx {
-            logged: AtomicU64::new(0),
-        })
-        .map_err(|e| format!("consumer: {e}"))?;
+    let consumer = new_consumer(bootstrap, group, &[], plan)?;
     let partitions = wait_topic(consumer.client(), topic)?;
     let (lo, hi) = consumer
         .fetch_watermarks(topic, 0, Duration::from_secs(10))
@@ -1338,6 +1394,52 @@ fn consume_run(
     Ok(run)
 }
 
+/// What a paced send did.
+struct Paced {
+    sent: u64,
+    /// From the first send to the end of the pacing.
+    secs: f64,
+    /// Sends refused because the producer's queue was full (retried in the next step).
+    queue_full: u64,
+}
+
+/// Sends `rate` records per second for `secs` seconds on a ThreadedProducer, in 200 µs steps,
+/// each record made by `record` just before its send.
+fn paced_send<'a>(
+    producer: &ThreadedProducer<ProdCtx>,
+    rate: f64,
+    secs: f64,
+    mut record: impl FnMut() -> BaseRecord<'a, (), [u8], usize>,
+) -> Result<Paced, String> {
+    let t0 = Instant::now();
+    let dur = Duration::from_secs_f64(secs);
+    let mut sent: u64 = 0;
+    let mut queue_full = 0u64;
+    loop {
+        let el = t0.elapsed();
+        if el >= dur {
+            break;
+        }
+        let due = (rate * el.as_secs_f64()) as u64;
+        while sent < due {
+            match producer.send(record()) {
+                Ok(()) => sent += 1,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    queue_full += 1;
+                    break;
+                }
+                Err((e, _)) => return Err(format!("send: {e}")),
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(Paced {
+        sent,
+        secs: t0.elapsed().as_secs_f64(),
+        queue_full,
+    })
+}
+
 /// Paced produce on a ThreadedProducer; latency = delivery report time - send time.
 fn latency_run(
     bootstrap: &str,
@@ -1368,31 +1470,10 @@ fn latency_run(
         l.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
     let meter = Meter::start(pid);
-    let t0 = Instant::now();
-    let dur = Duration::from_secs_f64(secs);
-    let mut sent: u64 = 0;
-    let mut queue_full = 0u64;
-    loop {
-        let el = t0.elapsed();
-        if el >= dur {
-            break;
-        }
-        let due = (rate * el.as_secs_f64()) as u64;
-        while sent < due {
-            let rec =
-                BaseRecord::<(), [u8], usize>::with_opaque_to(topic, ctx.now_ns()).payload(value);
-            match producer.send(rec) {
-                Ok(()) => sent += 1,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    queue_full += 1;
-                    break;
-                }
-                Err((e, _)) => return Err(format!("send: {e}")),
-            }
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let send_secs = t0.elapsed().as_secs_f64();
+    let paced = paced_send(&producer, rate, secs, || {
+        BaseRecord::with_opaque_to(topic, ctx.now_ns()).payload(value)
+    })?;
+    let (sent, send_secs, queue_full) = (paced.sent, paced.secs, paced.queue_full);
     producer
         .flush(Duration::from_secs(60))
         .map_err(|e| format!("flush: {e}"))?;
@@ -1423,6 +1504,7 @@ fn latency_run(
             p99: q(0.99),
             p999: q(0.999),
             max: q(1.0),
+            early: 0,
         }),
         ..Run::default()
     };
@@ -1836,6 +1918,549 @@ fn txn_rows(server: &Server, plan: &Plan, admin: &mut Admin) -> Vec<Row> {
             target,
         });
     }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delay topics
+
+/// The delay headers of DESIGN.md "Delay topics (contract)".
+const DELIVER_AT: &str = "kairos-deliver-at";
+const DELAY_MS: &str = "kairos-delay-ms";
+const DELAY_ID: &str = "kairos-delay-id";
+/// Records per second, and their delay, in the lateness run (D3).
+const LATENESS_RATE: f64 = 10_000.0;
+const LATENESS_DELAY_MS: u64 = 1000;
+
+/// Wall-clock time in Unix milliseconds (the clock the broker stamps due times with).
+fn unix_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(0.0)
+}
+
+/// The console's count of pending delays for a target (`GET /api/v1/delays/{target}?limit=1`,
+/// which reads the target's counters and one record, not the whole wheel).
+fn delay_pending(console: &str, target: &str) -> Result<u64, String> {
+    let path = format!("/api/v1/delays/{target}?limit=1");
+    let (code, body) = http_get(console, &path).ok_or_else(|| format!("GET {path}: no answer"))?;
+    if code != 200 {
+        return Err(format!("GET {path}: HTTP {code}: {}", body.trim()));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("GET {path}: {e}: {body}"))?;
+    v["pending"]
+        .as_u64()
+        .ok_or_else(|| format!("GET {path}: no pending count in {body}"))
+}
+
+/// Polls the console every 20 ms until it counts `n` pending delays for the target; an error
+/// after `within` or when it counts more.
+fn wait_pending(console: &str, target: &str, n: u64, within: Duration) -> Result<(), String> {
+    let t0 = Instant::now();
+    loop {
+        let last = match delay_pending(console, target) {
+            Ok(p) if p == n => return Ok(()),
+            Ok(p) if p > n => return Err(format!("{p} delays pending for {target}, {n} sent")),
+            Ok(p) => format!("{p} pending"),
+            Err(e) => e,
+        };
+        if t0.elapsed() > within {
+            return Err(format!(
+                "not all {n} delays pending after {:.1} s ({last})",
+                t0.elapsed().as_secs_f64()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Produces `n` records (acks=1) to `<target>.delay`, each with `kairos-deliver-at: at_ms`,
+/// then waits until the console counts `n` pending for the target, at most `within` from the
+/// first send. The run is timed from the first send to that moment.
+#[allow(clippy::too_many_arguments)]
+fn delay_ingest(
+    server: &Server,
+    console: &str,
+    target: &str,
+    value: &[u8],
+    n: u64,
+    at_ms: f64,
+    within: Duration,
+    plan: &Plan,
+) -> Result<Run, String> {
+    let topic = format!("{target}.delay");
+    let producer: BaseProducer<ProdCtx> = producer_config(server.bootstrap, "1", 5, plan)
+        .create_with_context(ProdCtx::new(None))
+        .map_err(|e| format!("producer: {e}"))?;
+    // Metadata naming the delay topic creates it with the target's partition count.
+    let partitions = wait_topic(producer.client(), &topic)?;
+    if partitions != 1 {
+        return Err(format!(
+            "{topic} has {partitions} partitions, the delay rows need 1"
+        ));
+    }
+    let at = format!("{at_ms:.0}");
+    let meter = Meter::start(server.pid);
+    let t0 = Instant::now();
+    let sent = send_loop(
+        &producer,
+        &topic,
+        value,
+        None,
+        n,
+        Some((DELIVER_AT, at.as_bytes())),
+    )
+    .and_then(|sent| {
+        producer
+            .flush(Duration::from_secs(60))
+            .map(|_| sent)
+            .map_err(|e| format!("flush: {e}"))
+    });
+    let acked = t0.elapsed().as_secs_f64();
+    let ctx = producer.context();
+    let ok = ctx.ok.load(Ordering::Relaxed);
+    let waited = match sent {
+        Ok(_) if ok == n => wait_pending(console, target, n, within.saturating_sub(t0.elapsed())),
+        Ok(sent) => Err(format!(
+            "{ok} of {sent} records acknowledged (first error: {})",
+            ctx.first_err
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default()
+        )),
+        Err(e) => Err(e),
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let metered = meter.stop();
+    waited?;
+    let mut run = Run {
+        records: n,
+        bytes: n * value.len() as u64,
+        secs,
+        note: Some(format!(
+            "acknowledged at {} records/s; all pending {:.2} s after the last acknowledgement",
+            thousands(n as f64 / acked.max(1e-9)),
+            secs - acked
+        )),
+        ..Run::default()
+    };
+    apply(metered, &mut run);
+    Ok(run)
+}
+
+/// D2: `n` records due at one instant T, ingested before T (else the run fails); timed from T
+/// until the target's high watermark reaches `n` (ListOffsets every 5 ms).
+fn delay_fire_run(
+    server: &Server,
+    console: &str,
+    target: &str,
+    value: &[u8],
+    n: u64,
+    plan: &Plan,
+) -> Result<Run, String> {
+    // Time to produce and ingest them at 100,000/s, plus 2 s.
+    let lead_ms = 2000.0 + n as f64 / 100.0;
+    let due = (unix_ms() + lead_ms).round();
+    let ingest = delay_ingest(
+        server,
+        console,
+        target,
+        value,
+        n,
+        due,
+        Duration::from_secs_f64(lead_ms / 1e3),
+        plan,
+    )
+    .map_err(|e| format!("ingest before the due time: {e}"))?;
+    let consumer = new_consumer(server.bootstrap, &format!("{target}-watch"), &[], plan)?;
+    wait_topic(consumer.client(), target)?;
+    let high = || {
+        consumer
+            .fetch_watermarks(target, 0, Duration::from_secs(5))
+            .map(|(_, h)| h.max(0) as u64)
+            .map_err(|e| format!("ListOffsets: {e}"))
+    };
+    let h0 = high()?;
+    let ahead = due - unix_ms();
+    if ahead <= 0.0 {
+        return Err(format!(
+            "ingest ({} records/s) was not done before the due time",
+            thousands(ingest.rate())
+        ));
+    }
+    if h0 != 0 {
+        return Err(format!("{h0} records delivered before their due time"));
+    }
+    std::thread::sleep(Duration::from_secs_f64(ahead / 1e3));
+    // The due instant on the monotonic clock.
+    let t0 = Instant::now() - Duration::from_secs_f64(((unix_ms() - due) / 1e3).max(0.0));
+    let meter = Meter::start(server.pid);
+    let limit = Duration::from_secs_f64(30.0 + n as f64 / 20_000.0);
+    let mut first: Option<f64> = None;
+    let fired = loop {
+        let h = match high() {
+            Ok(h) => h,
+            Err(e) => break Err(e),
+        };
+        if h > 0 && first.is_none() {
+            first = Some(t0.elapsed().as_secs_f64());
+        }
+        if h >= n {
+            break if h == n {
+                Ok(())
+            } else {
+                Err(format!("{h} records in the target, {n} were due"))
+            };
+        }
+        if t0.elapsed() > limit {
+            break Err(format!(
+                "{h} of {n} records delivered {:.0} s after their due time",
+                limit.as_secs_f64()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let metered = meter.stop();
+    fired?;
+    let mut run = Run {
+        records: n,
+        bytes: n * value.len() as u64,
+        secs,
+        note: Some(format!(
+            "ingested at {} records/s beforehand; first record in the target {:.0} ms after the due time",
+            thousands(ingest.rate()),
+            first.unwrap_or(secs) * 1e3
+        )),
+        ..Run::default()
+    };
+    apply(metered, &mut run);
+    Ok(run)
+}
+
+/// What the lateness reader saw.
+#[derive(Default)]
+struct Delivered {
+    /// Receive time minus record timestamp (the due time), ms, per record.
+    lateness_ms: Vec<f64>,
+    /// Received before their due time.
+    early: u64,
+    /// Records with a `kairos-delay-id` seen before, or without one.
+    duplicates: u64,
+    missing_id: u64,
+    /// Records whose timestamp is not CreateTime.
+    not_create_time: u64,
+}
+
+/// Reads delivered records until `expect` (set by the producer once it knows) arrived; an error
+/// when none arrived for 5 s after that.
+fn read_delivered(
+    consumer: &BaseConsumer<ConsCtx>,
+    expect: &AtomicU64,
+) -> Result<Delivered, String> {
+    let mut d = Delivered::default();
+    let mut ids = std::collections::HashSet::new();
+    let mut received = 0u64;
+    let mut last = Instant::now();
+    loop {
+        let want = expect.load(Ordering::Acquire);
+        if received >= want {
+            return Ok(d);
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let now = unix_ms();
+                last = Instant::now();
+                received += 1;
+                let ts = m.timestamp();
+                if !matches!(ts, rdkafka::Timestamp::CreateTime(_)) {
+                    d.not_create_time += 1;
+                }
+                let ts = ts.to_millis().unwrap_or(0) as f64;
+                if now < ts {
+                    d.early += 1;
+                }
+                d.lateness_ms.push(now - ts);
+                let id = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == DELAY_ID)
+                        .and_then(|h| h.value.map(<[u8]>::to_vec))
+                });
+                match id {
+                    Some(id) => {
+                        if !ids.insert(id) {
+                            d.duplicates += 1;
+                        }
+                    }
+                    None => d.missing_id += 1,
+                }
+            }
+            Some(Err(e)) => return Err(format!("consumer: {e}")),
+            None => {}
+        }
+        if want != u64::MAX && last.elapsed() > Duration::from_secs(5) {
+            return Err(format!("stalled at {received} of {want} delivered records"));
+        }
+    }
+}
+
+/// D3: `LATENESS_RATE` records/s with `kairos-delay-ms: LATENESS_DELAY_MS` for the plan's
+/// delay seconds, on a ThreadedProducer (acks=1); a consumer reads the target meanwhile.
+/// Lateness = the consumer's receive time - the record's timestamp (its due time).
+fn delay_lateness_run(
+    server: &Server,
+    target: &str,
+    value: &[u8],
+    plan: &Plan,
+) -> Result<Run, String> {
+    let topic = format!("{target}.delay");
+    let producer: ThreadedProducer<ProdCtx> = producer_config(server.bootstrap, "1", 5, plan)
+        .create_with_context(ProdCtx::new(None))
+        .map_err(|e| format!("producer: {e}"))?;
+    let partitions = wait_topic(producer.client(), &topic)?;
+    if partitions != 1 {
+        return Err(format!(
+            "{topic} has {partitions} partitions, the delay rows need 1"
+        ));
+    }
+    let consumer = new_consumer(
+        server.bootstrap,
+        &format!("{target}-reader"),
+        &[("fetch.wait.max.ms", "5")],
+        plan,
+    )?;
+    wait_topic(consumer.client(), target)?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(target, 0, Offset::Beginning)
+        .map_err(|e| e.to_string())?;
+    consumer.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
+    let delay = LATENESS_DELAY_MS.to_string();
+    let expect = AtomicU64::new(u64::MAX);
+    let meter = Meter::start(server.pid);
+    let t0 = Instant::now();
+    let (paced, read) = std::thread::scope(|s| {
+        let reader = s.spawn(|| read_delivered(&consumer, &expect));
+        let paced = paced_send(&producer, LATENESS_RATE, plan.delay_secs, || {
+            BaseRecord::with_opaque_to(&topic, 0)
+                .payload(value)
+                .headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+                    key: DELAY_MS,
+                    value: Some(delay.as_bytes()),
+                }))
+        })
+        .and_then(|p| {
+            producer
+                .flush(Duration::from_secs(60))
+                .map(|_| p)
+                .map_err(|e| format!("flush: {e}"))
+        });
+        let ok = producer.context().ok.load(Ordering::Relaxed);
+        expect.store(if paced.is_ok() { ok } else { 0 }, Ordering::Release);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err("reader thread panicked".into()));
+        (paced, read)
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let metered = meter.stop();
+    let (paced, mut d) = (paced?, read?);
+    let ok = expect.load(Ordering::Relaxed);
+    let (_, high) = consumer
+        .fetch_watermarks(target, 0, Duration::from_secs(5))
+        .map_err(|e| format!("ListOffsets: {e}"))?;
+    if d.duplicates > 0 || d.missing_id > 0 || high != ok as i64 || ok != paced.sent {
+        return Err(format!(
+            "{} sent, {ok} acknowledged, {} received, {} duplicate and {} without {DELAY_ID}, {high} in the target",
+            paced.sent,
+            d.lateness_ms.len(),
+            d.duplicates,
+            d.missing_id
+        ));
+    }
+    d.lateness_ms.sort_by(|a, b| a.total_cmp(b));
+    let l = &d.lateness_ms;
+    let q = |p: f64| l[((p * l.len() as f64).ceil() as usize).clamp(1, l.len()) - 1];
+    let mut run = Run {
+        records: ok,
+        bytes: ok * value.len() as u64,
+        secs,
+        lat: Some(Lat {
+            rate: paced.sent as f64 / paced.secs,
+            p50: q(0.50),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: q(1.0),
+            early: d.early,
+        }),
+        ..Run::default()
+    };
+    apply(metered, &mut run);
+    let mut notes = Vec::new();
+    if paced.queue_full > 0 {
+        notes.push(format!("producer queue full {} times", paced.queue_full));
+    }
+    if d.not_create_time > 0 {
+        notes.push(format!(
+            "{} delivered records without a CreateTime timestamp",
+            d.not_create_time
+        ));
+    }
+    if !notes.is_empty() {
+        run.note = Some(notes.join("; "));
+    }
+    Ok(run)
+}
+
+/// D4: the broker's VmRSS growth from `n` records left pending (deliver-at +1 day), produced
+/// with large batches; measured 2 s after the console counts all of them.
+fn delay_memory_run(
+    server: &Server,
+    console: &str,
+    target: &str,
+    value: &[u8],
+    n: u64,
+    plan: &Plan,
+) -> Result<Run, String> {
+    let pid = server.pid.ok_or("the broker's PID is unknown")?;
+    let rss = || proc_status_kb(pid, "VmRSS").ok_or("cannot read the broker's VmRSS");
+    let before = rss()?;
+    let p = with_props(plan, &[("linger.ms", "50"), ("batch.size", "1000000")], &[]);
+    let within = Duration::from_secs_f64(n as f64 / 50_000.0 + 60.0);
+    let at = unix_ms() + 86_400_000.0;
+    let mut run = delay_ingest(server, console, target, value, n, at, within, &p)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss()?;
+    run.value = Some((after as f64 - before as f64) / 1024.0);
+    run.note = Some(format!(
+        "ingested at {} records/s (first send to all pending; {}); VmRSS {:.1} MB before, {:.1} MB 2 s after",
+        thousands(run.rate()),
+        run.note.unwrap_or_default(),
+        mib(before),
+        mib(after)
+    ));
+    Ok(run)
+}
+
+/// D1-D3 (each repeat runs them in turn, so they compare under the same load), then D4 once.
+/// Each run uses a fresh target and delay topic, both deleted afterwards.
+fn delay_rows(server: &Server, plan: &Plan, admin: &mut Admin) -> Vec<Row> {
+    let Some(console) = server.console else {
+        return Vec::new();
+    };
+    let value = value_bytes(100);
+    let n = plan.delay_records;
+    let count = thousands(n as f64);
+    let cases = [
+        (
+            "D1",
+            format!("ingest: {count} × 100 B to <t>.delay (acks=1), deliver-at +1 h, first send to {count} pending"),
+            DelayFig::Rate,
+            Target::MinRate(200_000.0),
+        ),
+        (
+            "D2",
+            format!("fire: {count} pending records due at one instant, due time to all {count} in <t>"),
+            DelayFig::Rate,
+            Target::MinRate(200_000.0),
+        ),
+        (
+            "D3",
+            format!(
+                "lateness: {} records/s with {DELAY_MS}: {LATENESS_DELAY_MS} for {} s, consumer receive time - due time",
+                thousands(LATENESS_RATE),
+                plan.delay_secs
+            ),
+            DelayFig::Lateness,
+            Target::MaxLateness { p99: 20.0, max: 100.0 },
+        ),
+    ];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); cases.len()];
+    let mut errors: Vec<Option<String>> = vec![None; cases.len()];
+    let fresh = |admin: &mut Admin, id: &str, f: &mut dyn FnMut(&str) -> Result<Run, String>| {
+        let target = admin.topic(&id.to_lowercase());
+        let r = f(&target);
+        admin.delete(&format!("{target}.delay"));
+        admin.delete(&target);
+        r
+    };
+    for i in 0..plan.repeats {
+        for (k, (id, name, fig, _)) in cases.iter().enumerate() {
+            if errors[k].is_some() {
+                continue;
+            }
+            if i == 0 {
+                eprintln!("kbench: {id}: {name}");
+            }
+            let r = fresh(admin, id, &mut |target| match *id {
+                "D1" => delay_ingest(
+                    server,
+                    console,
+                    target,
+                    &value,
+                    n,
+                    unix_ms() + 3_600_000.0,
+                    Duration::from_secs_f64(30.0 + n as f64 / 20_000.0),
+                    plan,
+                ),
+                "D2" => delay_fire_run(server, console, target, &value, n, plan),
+                _ => delay_lateness_run(server, target, &value, plan),
+            });
+            match r {
+                Ok(run) => {
+                    eprintln!("kbench:   {id} run {}: {}", i + 1, fig.show_run(&run));
+                    runs[k].push(run);
+                }
+                Err(e) => {
+                    eprintln!("kbench:   {id} run {} failed: {e}", i + 1);
+                    errors[k] = Some(e);
+                }
+            }
+            std::thread::sleep(plan.settle);
+        }
+    }
+    let mut rows: Vec<Row> = cases
+        .into_iter()
+        .zip(runs.into_iter().zip(errors))
+        .map(|((id, name, fig, target), (runs, error))| Row {
+            id,
+            name,
+            kind: Kind::Delay(fig),
+            runs,
+            error,
+            target: Some(target),
+        })
+        .collect();
+
+    let pending = plan.delay_pending;
+    let name = format!(
+        "pending memory: {} × 100 B pending (deliver-at +1 day, batch.size=1000000, linger.ms=50): broker VmRSS growth",
+        thousands(pending as f64)
+    );
+    eprintln!("kbench: D4: {name}");
+    let r = fresh(admin, "d4", &mut |target| {
+        delay_memory_run(server, console, target, &value, pending, plan)
+    });
+    let (runs, error) = match r {
+        Ok(run) => {
+            eprintln!("kbench:   D4: {}", DelayFig::ExtraMb.show_run(&run));
+            (vec![run], None)
+        }
+        Err(e) => {
+            eprintln!("kbench:   D4 failed: {e}");
+            (Vec::new(), Some(e))
+        }
+    };
+    rows.push(Row {
+        id: "D4",
+        name,
+        kind: Kind::Delay(DelayFig::ExtraMb),
+        runs,
+        error,
+        target: Some(Target::MaxMb(64.0)),
+    });
     rows
 }
 
@@ -2823,6 +3448,7 @@ enum Kind {
     Throughput,
     Latency,
     Group(GroupFig),
+    Delay(DelayFig),
 }
 
 /// What a consumer-groups row reports.
@@ -2836,6 +3462,47 @@ enum GroupFig {
     IdleKb,
 }
 
+/// What a delay-topics row reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum DelayFig {
+    /// Records ingested or fired per second (`Run::rate`).
+    Rate,
+    /// Delivery lateness percentiles and early deliveries (`Run::lat`).
+    Lateness,
+    /// Broker VmRSS growth in MiB (`Run::value`).
+    ExtraMb,
+}
+
+impl DelayFig {
+    /// The figure the row's median is taken of.
+    fn figure(self, r: &Run) -> Option<f64> {
+        match self {
+            DelayFig::Rate => Some(r.rate()),
+            DelayFig::Lateness => r.lat.as_ref().map(|l| l.p99),
+            DelayFig::ExtraMb => r.value,
+        }
+    }
+
+    /// One run's result, as progress and in the runs column.
+    fn show_run(self, r: &Run) -> String {
+        match (self, &r.lat) {
+            (DelayFig::Lateness, Some(l)) => format!(
+                "p99 {:.1} ms, max {:.1} ms, {} early",
+                l.p99, l.max, l.early
+            ),
+            _ => self.figure(r).map(|v| self.show(v)).unwrap_or_default(),
+        }
+    }
+
+    fn show(self, v: f64) -> String {
+        match self {
+            DelayFig::Rate => format!("{} records/s", thousands(v)),
+            DelayFig::Lateness => format!("{v:.1} ms"),
+            DelayFig::ExtraMb => format!("{v:.1} MB"),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Target {
     MinRate(f64),
@@ -2844,6 +3511,12 @@ enum Target {
     MaxP99(f64),
     MaxSecs(f64),
     MaxKb(f64),
+    /// Delay lateness: p99 and max at most these ms, no record early.
+    MaxLateness {
+        p99: f64,
+        max: f64,
+    },
+    MaxMb(f64),
 }
 
 struct Row {
@@ -3123,6 +3796,79 @@ impl Report {
                 );
             }
         }
+        let dl: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| matches!(r.kind, Kind::Delay(_)))
+            .collect();
+        if !dl.is_empty() {
+            let _ = writeln!(s, "\n## Delay topics\n");
+            let _ = writeln!(
+                s,
+                "| # | scenario | result | broker CPU s/M | broker CPU % | client CPU % | other CPU % | peak RSS MB | target | runs |"
+            );
+            let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|---|---|");
+            for r in dl {
+                if let Some(e) = &r.error {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | failed: {} | | | | | | | |",
+                        r.id,
+                        r.name,
+                        e.replace('\n', " ").replace('|', "/")
+                    );
+                    continue;
+                }
+                let Kind::Delay(fig) = r.kind else { continue };
+                let l = |f: fn(&Lat) -> f64| med_of(&r.runs, move |x| x.lat.as_ref().map(f));
+                let early: u64 = r
+                    .runs
+                    .iter()
+                    .filter_map(|x| x.lat.as_ref())
+                    .map(|l| l.early)
+                    .sum();
+                let value = med_of(&r.runs, |x| fig.figure(x));
+                let result = match fig {
+                    DelayFig::Lateness => format!(
+                        "p50 {} / p99 {} / p99.9 {} / max {} ms; {early} early",
+                        opt(l(|x| x.p50), |v| format!("{v:.1}")),
+                        opt(l(|x| x.p99), |v| format!("{v:.1}")),
+                        opt(l(|x| x.p999), |v| format!("{v:.1}")),
+                        opt(l(|x| x.max), |v| format!("{v:.1}")),
+                    ),
+                    _ => opt(value, |v| fig.show(v)),
+                };
+                let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+                let target = match (&r.target, value) {
+                    (Some(Target::MinRate(t)), Some(v)) => {
+                        format!("≥ {}/s: {}", thousands(*t), verdict(v >= *t))
+                    }
+                    (Some(Target::MaxLateness { p99, max }), Some(v)) => format!(
+                        "p99 ≤ {p99} ms, max ≤ {max} ms, none early: {}",
+                        verdict(v <= *p99 && l(|x| x.max).is_some_and(|m| m <= *max) && early == 0)
+                    ),
+                    (Some(Target::MaxMb(t)), Some(v)) => format!("≤ {t} MB: {}", verdict(v <= *t)),
+                    _ => String::new(),
+                };
+                let runs: Vec<String> = r.runs.iter().map(|x| fig.show_run(x)).collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.id,
+                    r.name,
+                    result,
+                    opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
+                    opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::client_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, |x| x.peak_rss_kb.map(mib)), |v| format!(
+                        "{v:.1}"
+                    )),
+                    target,
+                    runs.join(" / ")
+                );
+            }
+        }
         if !self.brokers.is_empty() {
             let _ = writeln!(s, "\n## Broker memory\n");
             let _ = writeln!(
@@ -3194,10 +3940,11 @@ impl Report {
 // ---------------------------------------------------------------------------------------------
 // Driver
 
-/// Where the scenarios connect, and the server's PID if known.
+/// Where the scenarios connect, and the server's PID and console address if known.
 struct Server<'a> {
     bootstrap: &'a str,
     pid: Option<u32>,
+    console: Option<&'a str>,
 }
 
 fn repeat(
@@ -3412,6 +4159,9 @@ fn run_group(
     if sel.txn && !fsync_always {
         rows.extend(txn_rows(server, plan, &mut admin));
     }
+    if sel.delay && !fsync_always {
+        rows.extend(delay_rows(server, plan, &mut admin));
+    }
     rows
 }
 
@@ -3515,6 +4265,15 @@ fn real_main(args: Args) -> Result<(), String> {
         settle: Duration::from_millis(if quick { 50 } else { 500 }),
         commit_secs: if quick { 1.0 } else { 5.0 },
         idle_groups: if quick { 20 } else { 100 },
+        delay_records: args
+            .delay_records
+            .unwrap_or(if quick { 100_000 } else { 1_000_000 })
+            .max(1),
+        delay_pending: args
+            .delay_pending
+            .unwrap_or(if quick { 200_000 } else { 10_000_000 })
+            .max(1),
+        delay_secs: args.latency_secs.unwrap_or(if quick { 2.0 } else { 10.0 }),
         producer_props: parse_props(&args.producer_props)?,
         consumer_props: parse_props(&args.consumer_props)?,
     };
@@ -3582,6 +4341,7 @@ fn real_main(args: Args) -> Result<(), String> {
             let server = Server {
                 bootstrap: addr,
                 pid: args.broker_pid,
+                console: None,
             };
             let idle = args.broker_pid.and_then(|p| proc_status_kb(p, "VmRSS"));
             report
@@ -3619,6 +4379,7 @@ fn real_main(args: Args) -> Result<(), String> {
         let server = Server {
             bootstrap: &broker.addr,
             pid: Some(broker.pid),
+            console: broker.console.as_deref(),
         };
         let rows = run_group(&server, fsync_always, &sel, &plan, args.auto_create);
         report.rows.extend(rows);
@@ -3686,6 +4447,12 @@ fn real_main(args: Args) -> Result<(), String> {
             ));
             *trouble.borrow_mut() = true;
         }
+    }
+    if sel.delay && sel.default_group && (args.bootstrap.is_some() || args.broker_cmd.is_some()) {
+        report.notes.push(
+            "rows D1-D4 (delay topics) skipped: they read the kairos console, whose address is known only when the harness starts kairos"
+                .into(),
+        );
     }
     if sel.latency && sel.default_group {
         report.notes.push(

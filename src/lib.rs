@@ -11,8 +11,8 @@
 pub mod alloc;
 pub mod broker;
 pub mod config;
-pub mod delay;
 pub mod console;
+pub mod delay;
 pub mod groups;
 pub mod log;
 pub mod protocol;

@@ -49,7 +49,10 @@ pub async fn target(
         if broker.topics.get(&target).is_some() {
             return Json(json!({"target": target, "pending": 0, "records": []})).into_response();
         }
-        return error(StatusCode::NOT_FOUND, format!("no delays for target {target}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no delays for target {target}"),
+        );
     };
     let b = broker.clone();
     let t = target.clone();

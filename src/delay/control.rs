@@ -23,7 +23,10 @@ pub const PREFIX: &str = "kairos-";
 pub enum Control {
     Delay(Schedule),
     /// Cancel the delay record at this delay-topic partition and offset.
-    Cancel { partition: i32, offset: i64 },
+    Cancel {
+        partition: i32,
+        offset: i64,
+    },
 }
 
 /// When to deliver, and how often.

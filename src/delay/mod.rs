@@ -77,17 +77,12 @@ pub fn ensure_topic(
             "{name} is not a delay topic name (<target>{SUFFIX}, target not itself a delay topic)"
         ))
     })?;
-    let create = |n: &str, partitions: i32, configs: BTreeMap<String, String>| {
-        match broker.topics.create(
-            n,
-            partitions,
-            -1,
-            configs,
-            broker.config.default_partitions,
-        ) {
-            Err(TopicError::AlreadyExists(_)) => broker.topics.get(n).ok_or(TopicError::Unknown),
-            r => r,
-        }
+    let create = |n: &str, partitions: i32, configs: BTreeMap<String, String>| match broker
+        .topics
+        .create(n, partitions, -1, configs, broker.config.default_partitions)
+    {
+        Err(TopicError::AlreadyExists(_)) => broker.topics.get(n).ok_or(TopicError::Unknown),
+        r => r,
     };
     let target = match broker.topics.get(target_name) {
         Some(t) => t,
@@ -282,10 +277,9 @@ impl Delays {
             let (Some(id), Some(due)) = (wheel::parse_id_key(&k), wheel::parse_due(&v)) else {
                 continue; // a cancel waiting for its record
             };
-            let Ok(Some(value)) = db.get_cf(
-                self.store.cf(CF_DELAY_WHEEL),
-                wheel::wheel_key(due, &id),
-            ) else {
+            let Ok(Some(value)) =
+                db.get_cf(self.store.cf(CF_DELAY_WHEEL), wheel::wheel_key(due, &id))
+            else {
                 continue;
             };
             let Some(e) = Entry::decode(due, &value) else {
@@ -330,8 +324,7 @@ impl Delays {
                     if left <= 0 {
                         return true;
                     }
-                    self.cv
-                        .wait_for(&mut s, Duration::from_millis(left as u64));
+                    self.cv.wait_for(&mut s, Duration::from_millis(left as u64));
                 }
             }
         }
@@ -545,7 +538,12 @@ impl Worker {
             let set = match RecordBatchDecoder::decode(&mut b) {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!(topic, partition, offset = h.base_offset, "undecodable delay batch skipped: {e}");
+                    tracing::warn!(
+                        topic,
+                        partition,
+                        offset = h.base_offset,
+                        "undecodable delay batch skipped: {e}"
+                    );
                     continue;
                 }
             };
@@ -554,7 +552,11 @@ impl Worker {
                 if r.offset < from {
                     continue;
                 }
-                let received = if log_append { h.max_timestamp } else { r.timestamp };
+                let received = if log_append {
+                    h.max_timestamp
+                } else {
+                    r.timestamp
+                };
                 let id = DelayId {
                     target: target.to_string(),
                     partition,
@@ -562,9 +564,17 @@ impl Worker {
                 };
                 match control::parse(&r.headers, received, received, i64::MAX) {
                     Err(e) => {
-                        tracing::warn!(topic, partition, offset = r.offset, "delay record skipped: {e}")
+                        tracing::warn!(
+                            topic,
+                            partition,
+                            offset = r.offset,
+                            "delay record skipped: {e}"
+                        )
                     }
-                    Ok(Control::Cancel { partition: cp, offset: co }) => {
+                    Ok(Control::Cancel {
+                        partition: cp,
+                        offset: co,
+                    }) => {
                         let victim = DelayId {
                             target: target.to_string(),
                             partition: cp,
@@ -634,7 +644,8 @@ impl Worker {
         );
         wb.put_cf(cf_meta, format!("stats/{target}"), stats.encode());
         self.delays().write(wb).map_err(db_err)?;
-        self.checkpoints.insert((topic.to_string(), partition), next);
+        self.checkpoints
+            .insert((topic.to_string(), partition), next);
         self.publish(target, stats);
         metrics::counter!("kairos_delay_ingested_total", "target" => target.to_string())
             .increment(added);
@@ -709,8 +720,7 @@ impl Worker {
         let now = now_ms();
         let store = self.delays().store.clone();
         let from = (self.floor.max(0) as u64).to_be_bytes();
-        let mut groups: BTreeMap<(String, i32), Vec<(Vec<u8>, DelayId, Entry)>> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<(String, i32), Vec<(Vec<u8>, DelayId, Entry)>> = BTreeMap::new();
         let mut n = 0;
         let mut first_due = None;
         let mut more = false;
@@ -755,23 +765,28 @@ impl Worker {
         if let Some(p) = self.pid {
             return Ok(p);
         }
-        let pid = match self.meta_get("pid")? {
-            Some(v) if v.len() == 8 => i64::from_be_bytes(v.try_into().unwrap_or_default()),
-            _ => {
-                let p = self
-                    .broker
-                    .txns
-                    .allocate_producer_id()
-                    .map_err(|e| e.to_string())?;
-                let s = &self.delays().store;
-                s.db()
-                    .put_cf(s.cf(CF_DELAY_META), b"pid", p.to_be_bytes())
-                    .map_err(db_err)?;
-                p
+        match self.meta_get("pid")? {
+            Some(v) if v.len() == 8 => {
+                self.pid = Some(i64::from_be_bytes(v.try_into().unwrap_or_default()))
             }
-        };
-        self.pid = Some(pid);
-        Ok(pid)
+            _ => self.renew_pid()?,
+        }
+        Ok(self.pid.unwrap_or(-1))
+    }
+
+    fn renew_pid(&mut self) -> WorkResult<()> {
+        let p = self
+            .broker
+            .txns
+            .allocate_producer_id()
+            .map_err(|e| e.to_string())?;
+        let s = &self.delays().store;
+        s.db()
+            .put_cf(s.cf(CF_DELAY_META), b"pid", p.to_be_bytes())
+            .map_err(db_err)?;
+        self.pid = Some(p);
+        self.sequences.clear();
+        Ok(())
     }
 
     fn sequence(&mut self, target: &str, tp: i32) -> WorkResult<i32> {
@@ -779,8 +794,9 @@ impl Worker {
         if let Some(s) = self.sequences.get(&k) {
             return Ok(*s);
         }
+        let pid = self.pid()?;
         let v = self
-            .meta_get(&format!("seq/{target}/{tp}"))?
+            .meta_get(&seq_key(pid, target, tp))?
             .and_then(|v| v.try_into().ok().map(i32::from_be_bytes))
             .unwrap_or(0);
         self.sequences.insert(k, v);
@@ -820,16 +836,16 @@ impl Worker {
                 s
             }
         };
-        let partition = self
-            .broker
-            .topics
-            .get(target)
-            .and_then(|t| t.partition(tp));
+        let partition = self.broker.topics.get(target).and_then(|t| t.partition(tp));
         let mut delivered = true;
         match &partition {
             None => {
-                tracing::warn!(target, partition = tp, records = entries.len(),
-                    "delay target partition does not exist: due records dropped");
+                tracing::warn!(
+                    target,
+                    partition = tp,
+                    records = entries.len(),
+                    "delay target partition does not exist: due records dropped"
+                );
                 delivered = false;
             }
             Some(p) => {
@@ -855,13 +871,35 @@ impl Worker {
                                 .sync_through(info.last_offset + 1)
                                 .map_err(|e| format!("fsync {target}-{tp}: {e}"))?;
                         }
+                        crash_point_after_append(info.duplicate);
                     }
-                    Err(e @ (crate::log::LogError::MessageTooLarge { .. }
-                    | crate::log::LogError::InvalidTimestamp(_)
-                    | crate::log::LogError::InvalidRecord(_))) => {
-                        tracing::error!(target, partition = tp, records = entries.len(),
-                            "the target refused due records, dropped: {e}");
+                    Err(
+                        e @ (crate::log::LogError::MessageTooLarge { .. }
+                        | crate::log::LogError::InvalidTimestamp(_)
+                        | crate::log::LogError::InvalidRecord(_)),
+                    ) => {
+                        tracing::error!(
+                            target,
+                            partition = tp,
+                            records = entries.len(),
+                            "the target refused due records, dropped: {e}"
+                        );
                         delivered = false;
+                    }
+                    Err(
+                        e @ (crate::log::LogError::OutOfOrderSequence(_)
+                        | crate::log::LogError::InvalidProducerEpoch(_)),
+                    ) => {
+                        // The log's state of the wheel's producer does not match the wheel's
+                        // (never expected): continue under a new producer id, whose
+                        // sequences start at 0, rather than stall every delivery.
+                        tracing::error!(
+                            target,
+                            partition = tp,
+                            "delivery refused ({e}); the wheel takes a new producer id"
+                        );
+                        self.renew_pid()?;
+                        return Err(format!("appending to {target}-{tp}: {e}"));
                     }
                     Err(e) => return Err(format!("appending to {target}-{tp}: {e}")),
                 }
@@ -900,7 +938,7 @@ impl Worker {
         if delivered {
             stats.fired += entries.len() as u64;
         }
-        wb.put_cf(cf_meta, format!("seq/{target}/{tp}"), next_seq.to_be_bytes());
+        wb.put_cf(cf_meta, seq_key(pid, target, tp), next_seq.to_be_bytes());
         wb.put_cf(cf_meta, format!("stats/{target}"), stats.encode());
         wb.delete_cf(cf_meta, &intent_key);
         self.delays().write(wb).map_err(db_err)?;
@@ -948,11 +986,33 @@ impl Worker {
                     entries.push((k.clone(), id, e));
                 }
             }
-            tracing::info!(target, partition = tp, records = entries.len(),
-                "delay wheel: finishing a delivery interrupted by a crash");
+            tracing::info!(
+                target,
+                partition = tp,
+                records = entries.len(),
+                "delay wheel: finishing a delivery interrupted by a crash"
+            );
             self.deliver(&target, tp, &entries, Some(intent.sequence))?;
         }
         Ok(())
+    }
+}
+
+/// Next sequence of the wheel's producer `pid` on a target partition.
+fn seq_key(pid: i64, target: &str, tp: i32) -> String {
+    format!("seq/{pid}/{target}/{tp}")
+}
+
+/// Test hook for the crash tests (compat-tests/test_delay_crash.py): with
+/// `KAIROSTEST_CRASH_AFTER_DELAY_APPEND=1` in its environment the process aborts right
+/// after its first delivery reached the target log, before the wheel forgot it. Read once.
+fn crash_point_after_append(duplicate: bool) {
+    static ARMED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !duplicate
+        && *ARMED.get_or_init(|| std::env::var_os("KAIROSTEST_CRASH_AFTER_DELAY_APPEND").is_some())
+    {
+        tracing::error!("KAIROSTEST_CRASH_AFTER_DELAY_APPEND: aborting after a delivery append");
+        std::process::abort();
     }
 }
 

@@ -7,7 +7,7 @@
 //!   u64 BE` (where the entry sits in the wheel), or [`CANCELLED`] for a cancel that arrived
 //!   before its delay record was ingested.
 //! - `delay_meta`: `ckpt/<delay topic>/<partition>` -> next offset to ingest (i64 BE);
-//!   `seq/<target>/<partition>` -> next sequence of the wheel's producer there (i32 BE);
+//!   `seq/<pid>/<target>/<partition>` -> next sequence of the wheel's producer there (i32 BE);
 //!   `intent/<target>/<partition>` -> [`Intent`]; `stats/<target>` -> [`Stats`];
 //!   `pid` -> the wheel's producer id (i64 BE).
 //!
@@ -359,7 +359,10 @@ mod tests {
             },
             key: Some(Bytes::from_static(b"k")),
             value: None,
-            headers: vec![("h".into(), Some(Bytes::from_static(b"v"))), ("n".into(), None)],
+            headers: vec![
+                ("h".into(), Some(Bytes::from_static(b"v"))),
+                ("n".into(), None),
+            ],
         };
         assert_eq!(Entry::decode(77, &e.encode()), Some(e.clone()));
         let enc = e.encode();
