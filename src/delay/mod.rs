@@ -275,7 +275,7 @@ impl Delays {
                 break;
             }
             let (Some(id), Some(due)) = (wheel::parse_id_key(&k), wheel::parse_due(&v)) else {
-                continue; // a cancel waiting for its record
+                continue; // undecodable
             };
             let Ok(Some(value)) =
                 db.get_cf(self.store.cf(CF_DELAY_WHEEL), wheel::wheel_key(due, &id))
@@ -374,8 +374,11 @@ struct Worker {
     /// The wheel's producer id (None until the first delivery or recovery).
     pid: Option<i64>,
     recovered: bool,
-    /// No wheel key below this due time exists (the timer seeks here, past tombstones).
-    floor: i64,
+    /// No wheel key below this one exists: the timer seeks here, past the RocksDB
+    /// tombstones of what it already delivered (empty: from the start).
+    floor: Vec<u8>,
+    /// Cancels waiting for their delay record (`cancel/` keys in `delay_meta`).
+    early_cancels: usize,
     checkpoints: HashMap<(String, i32), i64>,
     sequences: HashMap<(String, i32), i32>,
     /// Delay topics, refreshed when the topic registry's generation moves.
@@ -395,7 +398,8 @@ impl Worker {
             broker,
             pid: None,
             recovered: false,
-            floor: 0,
+            floor: Vec::new(),
+            early_cancels: 0,
             checkpoints: HashMap::new(),
             sequences: HashMap::new(),
             delay_topics: Vec::new(),
@@ -520,7 +524,7 @@ impl Worker {
         let mut wb = WriteBatch::default();
         let mut stats = self.delays().stats(target).unwrap_or_default();
         // Ids inserted in this batch (a cancel may follow its record in the same read).
-        let mut inserted: HashMap<DelayId, i64> = HashMap::new();
+        let mut inserted: Vec<(DelayId, i64)> = Vec::new();
         // Cancels of pending records, and cancels met by their record (never pending).
         let (mut added, mut removed, mut cancelled) = (0u64, 0u64, 0u64);
         let mut next = from;
@@ -580,8 +584,8 @@ impl Worker {
                             partition: cp,
                             offset: co,
                         };
-                        let due = match inserted.remove(&victim) {
-                            Some(d) => Some(d),
+                        let due = match inserted.iter().rposition(|(i, _)| *i == victim) {
+                            Some(at) => Some(inserted.swap_remove(at).1),
                             None => self.pending_due(&victim)?,
                         };
                         match due {
@@ -594,17 +598,21 @@ impl Worker {
                                 && !(cp == partition && co < r.offset) =>
                             {
                                 // Its record is not ingested yet: remember the cancel.
-                                wb.put_cf(cf_ids, wheel::id_key(&victim), wheel::CANCELLED);
+                                wb.put_cf(cf_meta, early_cancel_key(&victim), b"");
+                                self.early_cancels += 1;
                             }
                             None => {} // already delivered, cancelled, or never existed
                         }
                     }
                     Ok(Control::Delay(schedule)) => {
-                        let ik = wheel::id_key(&id);
-                        if self.tombstoned(&ik)? {
-                            wb.delete_cf(cf_ids, &ik);
-                            cancelled += 1;
-                            continue;
+                        if self.early_cancels > 0 {
+                            let ck = early_cancel_key(&id);
+                            if self.meta_has(&ck)? {
+                                wb.delete_cf(cf_meta, &ck);
+                                self.early_cancels -= 1;
+                                cancelled += 1;
+                                continue;
+                            }
                         }
                         let target_partition = match &r.key {
                             Some(k) if target_partitions > 0 => {
@@ -625,10 +633,11 @@ impl Worker {
                                 .map(|(k, v)| (k.to_string(), v))
                                 .collect(),
                         };
-                        wb.put_cf(cf_wheel, wheel::wheel_key(due, &id), entry.encode());
-                        wb.put_cf(cf_ids, &ik, wheel::due_value(due));
-                        self.floor = self.floor.min(due.max(0));
-                        inserted.insert(id, due);
+                        let wk = wheel::wheel_key(due, &id);
+                        self.lower_floor(&wk);
+                        wb.put_cf(cf_wheel, wk, entry.encode());
+                        wb.put_cf(cf_ids, wheel::id_key(&id), wheel::due_value(due));
+                        inserted.push((id, due));
                         added += 1;
                     }
                 }
@@ -669,12 +678,18 @@ impl Worker {
             .and_then(|v| wheel::parse_due(&v)))
     }
 
-    fn tombstoned(&self, id_key: &[u8]) -> WorkResult<bool> {
+    fn meta_has(&self, key: &[u8]) -> WorkResult<bool> {
         let s = &self.delays().store;
         Ok(s.db()
-            .get_cf(s.cf(CF_DELAY_IDS), id_key)
+            .get_cf(s.cf(CF_DELAY_META), key)
             .map_err(db_err)?
-            .is_some_and(|v| v == wheel::CANCELLED))
+            .is_some())
+    }
+
+    fn lower_floor(&mut self, wheel_key: &[u8]) {
+        if wheel_key < self.floor.as_slice() {
+            self.floor = wheel_key.to_vec();
+        }
     }
 
     /// A console cancel. Ok(false): not pending.
@@ -704,10 +719,9 @@ impl Worker {
     /// The earliest due time in the wheel.
     fn next_due(&self) -> Option<i64> {
         let s = &self.delays().store;
-        let from = (self.floor.max(0) as u64).to_be_bytes();
         let mut it = s.db().iterator_cf(
             s.cf(CF_DELAY_WHEEL),
-            IteratorMode::From(&from, Direction::Forward),
+            IteratorMode::From(&self.floor, Direction::Forward),
         );
         match it.next() {
             Some(Ok((k, _))) => wheel::parse_wheel_key(&k).map(|(due, _)| due),
@@ -719,27 +733,27 @@ impl Worker {
     fn fire(&mut self) -> WorkResult<bool> {
         let now = now_ms();
         let store = self.delays().store.clone();
-        let from = (self.floor.max(0) as u64).to_be_bytes();
         let mut groups: BTreeMap<(String, i32), Vec<(Vec<u8>, DelayId, Entry)>> = BTreeMap::new();
         let mut n = 0;
-        let mut first_due = None;
         let mut more = false;
+        // Where the next scan starts: the first key not taken now.
+        let mut next_floor = None;
         for item in store.db().iterator_cf(
             store.cf(CF_DELAY_WHEEL),
-            IteratorMode::From(&from, Direction::Forward),
+            IteratorMode::From(&self.floor, Direction::Forward),
         ) {
             let (k, v) = item.map_err(db_err)?;
             let Some((due, id)) = wheel::parse_wheel_key(&k) else {
                 continue;
             };
-            first_due.get_or_insert(due);
-            if due > now {
+            if due > now || n >= FIRE_MAX {
+                more = due <= now;
+                next_floor = Some(k.to_vec());
                 break;
             }
-            if n >= FIRE_MAX {
-                more = true;
-                break;
-            }
+            let mut after = k.to_vec();
+            after.push(0);
+            next_floor = Some(after);
             let Some(entry) = Entry::decode(due, &v) else {
                 tracing::warn!(target = %id.target, id = %id, "undecodable wheel entry dropped");
                 continue;
@@ -750,12 +764,16 @@ impl Worker {
                 .push((k.to_vec(), id, entry));
             n += 1;
         }
-        if let Some(d) = first_due {
-            self.floor = d;
+        if let Some(f) = next_floor {
+            self.floor = f;
         }
         for ((target, tp), entries) in groups {
             for chunk in entries.chunks(BATCH_RECORDS) {
-                self.deliver(&target, tp, chunk, None)?;
+                if let Err(e) = self.deliver(&target, tp, chunk, None) {
+                    // Some taken entries are still in the wheel: scan from the start again.
+                    self.floor.clear();
+                    return Err(e);
+                }
             }
         }
         Ok(more)
@@ -919,9 +937,10 @@ impl Worker {
                         ..e.clone()
                     };
                     let due = again.schedule.due_ms;
-                    wb.put_cf(cf_wheel, wheel::wheel_key(due, id), again.encode());
+                    let wk = wheel::wheel_key(due, id);
+                    self.lower_floor(&wk);
+                    wb.put_cf(cf_wheel, wk, again.encode());
                     wb.put_cf(cf_ids, wheel::id_key(id), wheel::due_value(due));
-                    self.floor = self.floor.min(due);
                 }
                 None => {
                     wb.delete_cf(cf_ids, wheel::id_key(id));
@@ -954,6 +973,11 @@ impl Worker {
     /// Finishes deliveries a crash interrupted (see the module invariants).
     fn recover(&mut self) -> WorkResult<()> {
         let store = self.delays().store.clone();
+        self.early_cancels = store
+            .db()
+            .prefix_iterator_cf(store.cf(CF_DELAY_META), b"cancel/")
+            .take_while(|i| i.as_ref().is_ok_and(|(k, _)| k.starts_with(b"cancel/")))
+            .count();
         let mut intents = Vec::new();
         for item in store
             .db()
@@ -996,6 +1020,13 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// A cancel that arrived before its delay record (`delay_meta`).
+fn early_cancel_key(id: &DelayId) -> Vec<u8> {
+    let mut k = b"cancel/".to_vec();
+    k.extend_from_slice(&wheel::id_key(id));
+    k
 }
 
 /// Next sequence of the wheel's producer `pid` on a target partition.

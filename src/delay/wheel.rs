@@ -4,21 +4,18 @@
 //! - `delay_wheel`: `due_ms u64 BE | delay partition u32 BE | delay offset u64 BE | target`
 //!   -> [`Entry`]. Keys sort by due time, then id: the timer scans forward.
 //! - `delay_ids`: `target | 0x00 | delay partition u32 BE | delay offset u64 BE` -> `due_ms
-//!   u64 BE` (where the entry sits in the wheel), or [`CANCELLED`] for a cancel that arrived
-//!   before its delay record was ingested.
+//!   u64 BE` (where the entry sits in the wheel).
 //! - `delay_meta`: `ckpt/<delay topic>/<partition>` -> next offset to ingest (i64 BE);
 //!   `seq/<pid>/<target>/<partition>` -> next sequence of the wheel's producer there (i32 BE);
 //!   `intent/<target>/<partition>` -> [`Intent`]; `stats/<target>` -> [`Stats`];
-//!   `pid` -> the wheel's producer id (i64 BE).
+//!   `pid` -> the wheel's producer id (i64 BE); `cancel/<delay_ids key>` -> empty, a cancel
+//!   that arrived before its delay record was ingested.
 //!
 //! Topic names are `[a-zA-Z0-9._-]`, so a 0x00 separator is unambiguous.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::control::Schedule;
-
-/// `delay_ids` value of a cancel that arrived before its delay record was ingested.
-pub const CANCELLED: &[u8] = b"X";
 
 /// Identifies a delay record: its target topic, and its partition and offset in the
 /// delay topic.
