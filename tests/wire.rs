@@ -317,3 +317,107 @@ async fn commit_with_a_generation_to_an_unknown_group_is_refused_as_kafka_does()
     }
     h.shutdown().await;
 }
+
+/// Produce v9 to a delay topic with one bad record among good ones: INVALID_RECORD for the
+/// partition, `record_errors` naming the bad record (its index in the batch) and why, and
+/// nothing appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_delay_record_fails_its_batch_with_a_record_error() {
+    use indexmap::IndexMap;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let h = common::start(dir.path(), |_| {}).await;
+    // Metadata creates the delay topic (and its target) on demand.
+    let mut s = TcpStream::connect(h.kafka_addr).await.unwrap();
+    let md = MetadataRequest::default().with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("jobs.delay")))),
+    ]));
+    s.write_all(&frame(ApiKey::Metadata, 12, 1, &md))
+        .await
+        .unwrap();
+    let mut b = read_frame(&mut s).await.unwrap();
+    ResponseHeader::decode(&mut b, 1).unwrap();
+    let md = MetadataResponse::decode(&mut b, 12).unwrap();
+    assert_eq!(md.topics[0].error_code, 0);
+    assert!(
+        h.broker.topics.get("jobs").is_some(),
+        "the target was created"
+    );
+
+    let rec = |delay: &str| {
+        let mut headers = IndexMap::new();
+        headers.insert(
+            StrBytes::from_static_str("kairos-delay-ms"),
+            Some(Bytes::from(delay.to_string())),
+        );
+        Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 0,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers,
+        }
+    };
+    let mut records: Vec<Record> = vec![rec("10"), rec("ten"), rec("30")];
+    for (i, r) in records.iter_mut().enumerate() {
+        r.offset = i as i64;
+    }
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("jobs.delay")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch.freeze()))])]);
+    s.write_all(&frame(ApiKey::Produce, 9, 2, &req))
+        .await
+        .unwrap();
+    let mut b = read_frame(&mut s).await.unwrap();
+    ResponseHeader::decode(&mut b, 1).unwrap();
+    let resp = ProduceResponse::decode(&mut b, 9).unwrap();
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 87, "INVALID_RECORD");
+    assert_eq!(p.record_errors.len(), 1);
+    assert_eq!(p.record_errors[0].batch_index, 1);
+    let msg = p.record_errors[0]
+        .batch_index_error_message
+        .as_ref()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("kairos-delay-ms"), "{msg}");
+    let log = &h
+        .broker
+        .topics
+        .get("jobs.delay")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .log;
+    assert_eq!(log.log_end_offset(), 0, "nothing appended");
+    h.shutdown().await;
+}
