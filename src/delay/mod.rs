@@ -45,6 +45,7 @@ use crate::store::{MetaStore, CF_DELAY_IDS, CF_DELAY_META, CF_DELAY_WHEEL};
 use crate::topics::{Topic, TopicError};
 use crate::util::now_ms;
 use control::Control;
+use uuid::Uuid;
 use wheel::{DelayId, Entry, Intent, Stats};
 
 /// Suffix of a delay topic's name.
@@ -53,8 +54,9 @@ pub const SUFFIX: &str = ".delay";
 pub const DEFAULT_MAX_DELAY_MS: i64 = 365 * 24 * 3600 * 1000;
 /// Bytes of a delay partition read per ingest step.
 const INGEST_BYTES: usize = 1 << 20;
-/// Records fired per round at most.
+/// Records, and bytes of wheel entries, fired per round at most.
 const FIRE_MAX: usize = 20_000;
+const FIRE_BYTES: usize = 32 << 20;
 /// Records per batch appended to a target partition at most.
 const BATCH_RECORDS: usize = 4096;
 
@@ -379,7 +381,7 @@ struct Worker {
     floor: Vec<u8>,
     /// Cancels waiting for their delay record (`cancel/` keys in `delay_meta`).
     early_cancels: usize,
-    checkpoints: HashMap<(String, i32), i64>,
+    checkpoints: HashMap<(Uuid, i32), i64>,
     sequences: HashMap<(String, i32), i32>,
     /// Delay topics, refreshed when the topic registry's generation moves.
     delay_topics: Vec<Arc<Topic>>,
@@ -452,13 +454,15 @@ impl Worker {
         }
     }
 
-    fn checkpoint(&mut self, topic: &str, partition: i32) -> WorkResult<i64> {
-        let k = (topic.to_string(), partition);
+    /// The next offset to ingest from a delay partition. Keyed by topic id: a delay topic
+    /// deleted and created again starts from 0.
+    fn checkpoint(&mut self, topic: Uuid, partition: i32) -> WorkResult<i64> {
+        let k = (topic, partition);
         if let Some(c) = self.checkpoints.get(&k) {
             return Ok(*c);
         }
         let v = self
-            .meta_get(&format!("ckpt/{topic}/{partition}"))?
+            .meta_get(&ckpt_key(topic, partition))?
             .and_then(|v| v.try_into().ok().map(i64::from_be_bytes))
             .unwrap_or(0);
         self.checkpoints.insert(k, v);
@@ -474,12 +478,13 @@ impl Worker {
                 continue;
             };
             for p in t.partitions() {
-                let mut from = self.checkpoint(&t.name, p.index)?;
+                let mut from = self.checkpoint(t.id, p.index)?;
                 let leo = p.log.log_end_offset();
                 if from >= leo {
                     if from > leo {
-                        // The topic was deleted and created again.
-                        self.checkpoints.insert((t.name.clone(), p.index), leo);
+                        tracing::warn!(topic = %t.name, partition = p.index,
+                            "delay log ends at {leo}, before the ingested offset {from} (truncated by recovery?)");
+                        self.checkpoints.insert((t.id, p.index), leo);
                     }
                     continue;
                 }
@@ -493,7 +498,7 @@ impl Worker {
                     .log
                     .read(from, INGEST_BYTES, leo)
                     .map_err(|e| format!("reading {}-{}: {e}", t.name, p.index))?;
-                let next = self.ingest_bytes(&target, &t.name, p.index, from, &read.bytes)?;
+                let next = self.ingest_bytes(&target, &t, p.index, from, &read.bytes)?;
                 more |= next < leo;
             }
         }
@@ -504,11 +509,12 @@ impl Worker {
     fn ingest_bytes(
         &mut self,
         target: &str,
-        topic: &str,
+        delay_topic: &Topic,
         partition: i32,
         from: i64,
         bytes: &Bytes,
     ) -> WorkResult<i64> {
+        let topic = delay_topic.name.as_str();
         let store = self.delays().store.clone();
         let (cf_wheel, cf_ids, cf_meta) = (
             store.cf(CF_DELAY_WHEEL),
@@ -594,7 +600,8 @@ impl Worker {
                                 wb.delete_cf(cf_ids, wheel::id_key(&victim));
                                 removed += 1;
                             }
-                            None if co >= self.checkpoint(&format!("{target}{SUFFIX}"), cp)?
+                            None if cp < delay_topic.partition_count()
+                                && co >= self.checkpoint(delay_topic.id, cp)?
                                 && !(cp == partition && co < r.offset) =>
                             {
                                 // Its record is not ingested yet: remember the cancel.
@@ -648,13 +655,12 @@ impl Worker {
         stats.cancelled += cancelled;
         wb.put_cf(
             cf_meta,
-            format!("ckpt/{topic}/{partition}"),
+            ckpt_key(delay_topic.id, partition),
             next.to_be_bytes(),
         );
         wb.put_cf(cf_meta, format!("stats/{target}"), stats.encode());
         self.delays().write(wb).map_err(db_err)?;
-        self.checkpoints
-            .insert((topic.to_string(), partition), next);
+        self.checkpoints.insert((delay_topic.id, partition), next);
         self.publish(target, stats);
         metrics::counter!("kairos_delay_ingested_total", "target" => target.to_string())
             .increment(added);
@@ -734,7 +740,7 @@ impl Worker {
         let now = now_ms();
         let store = self.delays().store.clone();
         let mut groups: BTreeMap<(String, i32), Vec<(Vec<u8>, DelayId, Entry)>> = BTreeMap::new();
-        let mut n = 0;
+        let (mut n, mut bytes) = (0, 0);
         let mut more = false;
         // Where the next scan starts: the first key not taken now.
         let mut next_floor = None;
@@ -746,11 +752,12 @@ impl Worker {
             let Some((due, id)) = wheel::parse_wheel_key(&k) else {
                 continue;
             };
-            if due > now || n >= FIRE_MAX {
+            if due > now || n >= FIRE_MAX || bytes >= FIRE_BYTES {
                 more = due <= now;
                 next_floor = Some(k.to_vec());
                 break;
             }
+            bytes += v.len();
             let mut after = k.to_vec();
             after.push(0);
             next_floor = Some(after);
@@ -1020,6 +1027,10 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+fn ckpt_key(topic: Uuid, partition: i32) -> String {
+    format!("ckpt/{topic}/{partition}")
 }
 
 /// A cancel that arrived before its delay record (`delay_meta`).

@@ -5,7 +5,7 @@
 //!   -> [`Entry`]. Keys sort by due time, then id: the timer scans forward.
 //! - `delay_ids`: `target | 0x00 | delay partition u32 BE | delay offset u64 BE` -> `due_ms
 //!   u64 BE` (where the entry sits in the wheel).
-//! - `delay_meta`: `ckpt/<delay topic>/<partition>` -> next offset to ingest (i64 BE);
+//! - `delay_meta`: `ckpt/<delay topic id>/<partition>` -> next offset to ingest (i64 BE);
 //!   `seq/<pid>/<target>/<partition>` -> next sequence of the wheel's producer there (i32 BE);
 //!   `intent/<target>/<partition>` -> [`Intent`]; `stats/<target>` -> [`Stats`];
 //!   `pid` -> the wheel's producer id (i64 BE); `cancel/<delay_ids key>` -> empty, a cancel
