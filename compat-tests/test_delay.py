@@ -360,9 +360,10 @@ def test_compressed_delay_batches(broker, topic, codec):
         for i, s in enumerate(sent):
             check_delivered(by_id[s.id], s, s.ts + 200 + i, key=b"k%d" % i, value=b"v%d" % i * 20)
         hw = watermarks(broker.bootstrap, dt, 0)[1]
-        pb = producer(broker.bootstrap, linger_ms=100, retries=0, **{"compression.type": codec})
-        res = send(pb, dt, [{"value": b"x" * 100, "headers": hdrs(delay_ms=10)},
-                            {"value": b"x" * 100, "headers": [("kairos-delay-ms", "ten")]}])
+        pb = producer(broker.bootstrap, linger_ms=300, retries=0, **{"compression.type": codec})
+        pb.list_topics(dt, timeout=10)  # metadata first: both records go into one batch
+        res = send(pb, dt, [{"value": b"x" * 100, "partition": 0, "headers": hdrs(delay_ms=10)},
+                            {"value": b"x" * 100, "partition": 0, "headers": [("kairos-delay-ms", "ten")]}])
         assert [r.err.code() if r.err else None for r in res] == [KafkaError.INVALID_RECORD] * 2, res
         assert watermarks(broker.bootstrap, dt, 0)[1] == hw
         assert len(col.settle(0.5)) == n
@@ -683,6 +684,7 @@ def test_bad_control_headers_refuse_the_batch(broker, topic):
 
         # one batch with a good and a bad record: both refused, neither appended
         pb = producer(broker.bootstrap, linger_ms=300, retries=0)
+        pb.list_topics(dt, timeout=10)  # metadata first: all three records go into one batch
         res = send(pb, dt, [{"value": b"good-in-bad-batch", "partition": 0, "headers": hdrs(delay_ms=50)},
                             {"value": b"bad-in-batch", "partition": 0, "headers": hdrs(delay_sec=1)},
                             {"value": b"good-in-bad-batch-2", "partition": 0, "headers": hdrs(delay_ms=60)}])
@@ -847,7 +849,8 @@ def test_pending_survive_sigterm_restart(broker_factory, topic):
 
 
 @pytest.mark.timeout(180)
-def test_pending_survive_kill9_while_firing(broker_factory, topic):
+@pytest.mark.parametrize("kill_after_ms", [1200, 2000, 2800])
+def test_pending_survive_kill9_while_firing(broker_factory, topic, kill_after_ms):
     b = broker_factory.start("--fsync", "always")
     p = producer(b.bootstrap, linger_ms=5)
     col = Collector(b.bootstrap, topic)
@@ -858,7 +861,7 @@ def test_pending_survive_kill9_while_firing(broker_factory, topic):
                                          for i, d in enumerate(delays)])
     expect = {s.id: s.ts + d for s, d in zip(sent, delays)}
     t_first = min(s.ts for s in sent)
-    time.sleep(max(0.0, (t_first + 2000 - now_ms()) / 1000))
+    time.sleep(max(0.0, (t_first + kill_after_ms - now_ms()) / 1000))
     before = len(col.records())
     b.kill()  # SIGKILL in the middle of the deliveries
     col.close()
@@ -926,7 +929,6 @@ def test_million_pending_bounded_memory(broker, topic):
         if err is not None:
             errors.append(err)
 
-    p2 = p
     base = now_ms() + DAY_MS
     peak = 0.0
     t0 = time.monotonic()
@@ -935,17 +937,17 @@ def test_million_pending_bounded_memory(broker, topic):
         while True:
             try:
                 if i % 1000 == 0:
-                    p2.produce(dt, value=b"m%07d" % i, headers=h, on_delivery=dr)
+                    p.produce(dt, value=b"m%07d" % i, headers=h, on_delivery=dr)
                 else:
-                    p2.produce(dt, value=b"m%07d" % i, headers=h)
+                    p.produce(dt, value=b"m%07d" % i, headers=h)
                 break
             except BufferError:
-                p2.poll(0.01)
+                p.poll(0.01)
         if i % 10_000 == 0:
-            p2.poll(0)
+            p.poll(0)
             if i % 100_000 == 0:
                 peak = max(peak, rss_mb(broker.pid))
-    assert p2.flush(120) == 0
+    assert p.flush(120) == 0
     print(f"produced {n} in {time.monotonic() - t0:.1f}s")
     assert not errors, errors[:3]
     assert watermarks(broker.bootstrap, dt, 0)[1] == n

@@ -3,8 +3,6 @@
 //! (read them back at ingest). Values are ASCII decimal.
 
 use bytes::Bytes;
-use indexmap::IndexMap;
-use kafka_protocol::protocol::StrBytes;
 
 pub const DELAY_MS: &str = "kairos-delay-ms";
 pub const DELIVER_AT: &str = "kairos-deliver-at";
@@ -91,7 +89,7 @@ pub fn parse_id(s: &str) -> Option<(i32, i64)> {
 /// Reads the control headers of one record received at `received_ms`.
 /// `max_delay_ms` bounds how far in the future (from `now_ms`) a delivery may be.
 pub fn parse(
-    headers: &IndexMap<StrBytes, Option<Bytes>>,
+    headers: &[(Bytes, Option<Bytes>)],
     received_ms: i64,
     now_ms: i64,
     max_delay_ms: i64,
@@ -103,10 +101,10 @@ pub fn parse(
     let mut until = None;
     let mut cancel = None;
     for (k, v) in headers {
-        let name: &str = k;
-        if !name.starts_with(PREFIX) {
+        if !k.starts_with(PREFIX.as_bytes()) {
             continue;
         }
+        let name = std::str::from_utf8(k).unwrap_or("(not UTF-8)");
         match name {
             DELAY_MS => delay_ms = Some(decimal(name, v)?),
             DELIVER_AT => deliver_at = Some(decimal(name, v)?),
@@ -181,15 +179,10 @@ pub fn parse(
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> IndexMap<StrBytes, Option<Bytes>> {
+    fn h(pairs: &[(&str, &str)]) -> Vec<(Bytes, Option<Bytes>)> {
         pairs
             .iter()
-            .map(|(k, v)| {
-                (
-                    StrBytes::from_string(k.to_string()),
-                    Some(Bytes::from(v.to_string())),
-                )
-            })
+            .map(|(k, v)| (Bytes::from(k.to_string()), Some(Bytes::from(v.to_string()))))
             .collect()
     }
 
@@ -233,8 +226,7 @@ mod tests {
         for b in bad {
             assert!(parse(&h(b), 0, 0, MAX).is_err(), "{b:?} was accepted");
         }
-        let mut null = IndexMap::new();
-        null.insert(StrBytes::from_static_str(DELAY_MS), None);
+        let null = vec![(Bytes::from_static(DELAY_MS.as_bytes()), None)];
         assert!(parse(&null, 0, 0, MAX).is_err());
     }
 

@@ -30,17 +30,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType as KTimestampType,
-};
+use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::broker::Broker;
-use crate::log::{batch, TimestampType};
+use crate::log::{batch, records};
 use crate::store::{MetaStore, CF_DELAY_IDS, CF_DELAY_META, CF_DELAY_WHEEL};
 use crate::topics::{Topic, TopicError};
 use crate::util::now_ms;
@@ -100,7 +95,7 @@ pub fn ensure_topic(
 
 /// Checks every record of a produce request to a delay topic. Err: the index of the
 /// first bad record in the request and why (Produce v8+ record errors).
-pub fn validate_records(records: &[u8], now: i64, max_delay_ms: i64) -> Result<(), (i32, String)> {
+pub fn validate_records(records: &Bytes, now: i64, max_delay_ms: i64) -> Result<(), (i32, String)> {
     let mut pos = 0;
     let mut index = 0i32;
     while pos < records.len() {
@@ -111,10 +106,9 @@ pub fn validate_records(records: &[u8], now: i64, max_delay_ms: i64) -> Result<(
                 "transactional writes to delay topics are not supported".into(),
             ));
         }
-        let mut b = Bytes::copy_from_slice(&records[pos..pos + size]);
-        let set = RecordBatchDecoder::decode(&mut b)
+        let (_, recs) = records::decode(&records.slice(pos..pos + size))
             .map_err(|e| (index, format!("undecodable record batch: {e}")))?;
-        for r in &set.records {
+        for r in &recs {
             control::parse(&r.headers, now, now, max_delay_ms).map_err(|e| (index, e))?;
             index += 1;
         }
@@ -539,14 +533,14 @@ impl Worker {
             let Ok((h, size)) = batch::frame(&bytes[pos..]) else {
                 break;
             };
-            let mut b = bytes.slice(pos..pos + size);
+            let b = bytes.slice(pos..pos + size);
             pos += size;
             next = h.next_offset();
             if h.is_control() || h.next_offset() <= from {
                 continue;
             }
-            let set = match RecordBatchDecoder::decode(&mut b) {
-                Ok(s) => s,
+            let recs = match records::decode(&b) {
+                Ok((_, recs)) => recs,
                 Err(e) => {
                     tracing::warn!(
                         topic,
@@ -557,16 +551,12 @@ impl Worker {
                     continue;
                 }
             };
-            let log_append = h.timestamp_type() == TimestampType::LogAppendTime;
-            for r in set.records {
+            for r in recs {
                 if r.offset < from {
                     continue;
                 }
-                let received = if log_append {
-                    h.max_timestamp
-                } else {
-                    r.timestamp
-                };
+                // A LogAppendTime batch (delay topics are created so): the receive time.
+                let received = r.timestamp;
                 let id = DelayId {
                     target: target.to_string(),
                     partition,
@@ -636,8 +626,7 @@ impl Worker {
                             headers: r
                                 .headers
                                 .into_iter()
-                                .filter(|(k, _)| !k.starts_with(control::PREFIX))
-                                .map(|(k, v)| (k.to_string(), v))
+                                .filter(|(k, _)| !k.starts_with(control::PREFIX.as_bytes()))
                                 .collect(),
                         };
                         let wk = wheel::wheel_key(due, &id);
@@ -777,8 +766,10 @@ impl Worker {
         for ((target, tp), entries) in groups {
             for chunk in entries.chunks(BATCH_RECORDS) {
                 if let Err(e) = self.deliver(&target, tp, chunk, None) {
-                    // Some taken entries are still in the wheel: scan from the start again.
+                    // Taken entries may still be in the wheel, and an intent may be left:
+                    // replay intents first (as after a crash), then scan from the start.
                     self.floor.clear();
+                    self.recovered = false;
                     return Err(e);
                 }
             }
@@ -874,22 +865,16 @@ impl Worker {
                 delivered = false;
             }
             Some(p) => {
-                let records: Vec<Record> = entries
+                let recs: Vec<records::Record> = entries
                     .iter()
-                    .enumerate()
-                    .map(|(i, (_, id, e))| delivery_record(pid, seq, i, id, e))
+                    .map(|(_, id, e)| delivery_record(id, e))
                     .collect();
-                let mut buf = BytesMut::new();
-                RecordBatchEncoder::encode(
-                    &mut buf,
-                    &records,
-                    &RecordEncodeOptions {
-                        version: 2,
-                        compression: Compression::None,
-                    },
-                )
-                .map_err(|e| format!("encoding a delivery batch: {e}"))?;
-                match p.log.append(&buf, now_ms()) {
+                let stamp = records::ProducerStamp {
+                    id: pid,
+                    epoch: 0,
+                    base_sequence: seq,
+                };
+                match p.log.append(&records::encode(&recs, stamp), now_ms()) {
                     Ok(info) => {
                         if self.delays().sync {
                             p.log
@@ -1059,33 +1044,15 @@ fn crash_point_after_append(duplicate: bool) {
 }
 
 /// The record delivered for a wheel entry: its key, value and user headers, plus
-/// `kairos-delay-id`; timestamp = its due time; the wheel's producer id and sequence.
-fn delivery_record(pid: i64, seq: i32, i: usize, id: &DelayId, e: &Entry) -> Record {
-    let mut headers: indexmap::IndexMap<StrBytes, Option<Bytes>> = e
-        .headers
-        .iter()
-        .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
-        .collect();
-    headers.insert(
-        StrBytes::from_static_str(control::DELAY_ID),
+/// `kairos-delay-id`; timestamp = its due time.
+fn delivery_record(id: &DelayId, e: &Entry) -> records::Record {
+    let mut headers = e.headers.clone();
+    headers.push((
+        Bytes::from_static(control::DELAY_ID.as_bytes()),
         Some(Bytes::from(id.to_string())),
-    );
-    let s = seq as i64 + i as i64;
-    let sequence = if s > i32::MAX as i64 {
-        (s - i32::MAX as i64 - 1) as i32
-    } else {
-        s as i32
-    };
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: pid,
-        producer_epoch: 0,
-        timestamp_type: KTimestampType::Creation,
-        offset: i as i64,
-        sequence,
+    ));
+    records::Record {
+        offset: 0,
         timestamp: e.schedule.due_ms,
         key: e.key.clone(),
         value: e.value.clone(),

@@ -103,7 +103,8 @@ pub struct Entry {
     pub schedule: Schedule,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
-    pub headers: Vec<(String, Option<Bytes>)>,
+    /// In order, duplicates kept.
+    pub headers: Vec<(Bytes, Option<Bytes>)>,
 }
 
 const ENTRY_V1: u8 = 1;
@@ -147,7 +148,7 @@ impl Entry {
         b.put_u32(self.headers.len() as u32);
         for (k, v) in &self.headers {
             b.put_u32(k.len() as u32);
-            b.put_slice(k.as_bytes());
+            b.put_slice(k);
             put_opt(&mut b, v);
         }
         b.to_vec()
@@ -178,7 +179,7 @@ impl Entry {
             if b.remaining() < kl {
                 return None;
             }
-            let k = String::from_utf8(b.split_to(kl).to_vec()).ok()?;
+            let k = b.split_to(kl);
             headers.push((k, get_opt(&mut b)?));
         }
         Some(Entry {
@@ -357,8 +358,8 @@ mod tests {
             key: Some(Bytes::from_static(b"k")),
             value: None,
             headers: vec![
-                ("h".into(), Some(Bytes::from_static(b"v"))),
-                ("n".into(), None),
+                (Bytes::from_static(b"h"), Some(Bytes::from_static(b"v"))),
+                (Bytes::from_static(b"h"), None),
             ],
         };
         assert_eq!(Entry::decode(77, &e.encode()), Some(e.clone()));

@@ -48,6 +48,7 @@ pub mod batch;
 mod index;
 pub mod io;
 mod producers;
+pub mod records;
 mod recovery;
 mod segment;
 mod snapshot;

@@ -9,6 +9,7 @@
 use super::batch::{
     self, BatchHeader, ATTR_CONTROL, ATTR_TRANSACTIONAL, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
 };
+use super::records::{put_varint, Reader};
 use super::LogError;
 use std::collections::{BTreeMap, HashMap};
 
@@ -571,40 +572,6 @@ pub fn parse_marker(batch: &[u8]) -> Option<(bool, i32)> {
     }
     let coordinator_epoch = i32::from_be_bytes(value[2..6].try_into().ok()?);
     Some((commit, coordinator_epoch))
-}
-
-/// Zigzag varint (Kafka's `ByteUtils.writeVarint`).
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn varint(&mut self) -> Option<i64> {
-        let mut z: u64 = 0;
-        for i in 0..10 {
-            let b = *self.take(1)?.first()?;
-            z |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
-            }
-        }
-        None
-    }
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ enum Refused {
 
 /// Records sent to a delay topic are decoded and their `kairos-*` headers checked
 /// before anything is appended (the only produce path that looks inside batches).
-fn delay_check(ctx: &Ctx, records: &[u8], now: i64) -> Result<(), Refused> {
+fn delay_check(ctx: &Ctx, records: &Bytes, now: i64) -> Result<(), Refused> {
     crate::delay::validate_records(records, now, ctx.broker.delays.max_delay_ms())
         .map_err(|(i, m)| Refused::Record(i, m))
 }
