@@ -13,6 +13,7 @@ pub mod broker;
 pub mod config;
 pub mod console;
 pub mod delay;
+pub mod filter;
 pub mod groups;
 pub mod log;
 pub mod protocol;

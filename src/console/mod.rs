@@ -1,11 +1,13 @@
 //! The HTTP console (axum): `/healthz`, `/metrics` (Prometheus text), and the
 //! read-only group views `/api/v1/groups[/{id}]` (with lag), delays
-//! `/api/v1/delays[/{target}[/{partition}/{offset}]]`; the rest of the
+//! `/api/v1/delays[/{target}[/{partition}/{offset}]]`, the view-script dry run
+//! `/api/v1/views/test`; the rest of the
 //! REST API and the web page come with their issue. Also owns the metrics
 //! recorder and the broker's [`Probe`].
 
 mod delays;
 mod probe;
+mod views;
 
 use std::sync::{Arc, OnceLock};
 
@@ -47,6 +49,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
             "/api/v1/delays/{target}/{partition}/{offset}",
             axum::routing::delete(delays::cancel),
         )
+        .route("/api/v1/views/test", axum::routing::post(views::test))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,

@@ -1,0 +1,194 @@
+//! `POST /api/v1/views/test`: dry-run a view script over given records or over real
+//! records of a topic (DESIGN.md "Console"). The script engine is `crate::filter`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::broker::Broker;
+use crate::filter::{Input, Outcome, Script};
+use crate::log::{batch, records};
+
+/// Records a dry run may take, given or read.
+const MAX_RECORDS: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    script: String,
+    /// Records to run the script on...
+    #[serde(default)]
+    records: Vec<TestRecord>,
+    /// ...or real records: this topic's partition from an offset.
+    topic: Option<String>,
+    #[serde(default)]
+    partition: i32,
+    offset: Option<i64>,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TestRecord {
+    key: Option<String>,
+    value: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    timestamp: i64,
+    #[serde(default)]
+    partition: i32,
+    #[serde(default)]
+    offset: i64,
+}
+
+fn error(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+pub async fn test(
+    State(broker): State<Arc<Broker>>,
+    body: Result<Json<TestRequest>, JsonRejection>,
+) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, json!({"error": e.body_text()})),
+    };
+    let script = match Script::compile(&req.script) {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                json!({"error": e.to_string(), "line": e.line, "column": e.column}),
+            )
+        }
+    };
+    let input: Vec<records::Record> = match &req.topic {
+        Some(topic) => {
+            let limit = req.limit.unwrap_or(20).clamp(1, MAX_RECORDS);
+            match read(
+                &broker,
+                topic,
+                req.partition,
+                req.offset.unwrap_or(0),
+                limit,
+            ) {
+                Ok(r) => r,
+                Err((status, msg)) => return error(status, json!({"error": msg})),
+            }
+        }
+        None => {
+            if req.records.len() > MAX_RECORDS {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": format!("at most {MAX_RECORDS} records")}),
+                );
+            }
+            req.records
+                .iter()
+                .map(|r| records::Record {
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key.clone().map(Bytes::from),
+                    value: r.value.clone().map(Bytes::from),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (Bytes::from(k.clone()), Some(Bytes::from(v.clone()))))
+                        .collect(),
+                })
+                .collect()
+        }
+    };
+    let partition = req.partition;
+    let given: Vec<i32> = req.records.iter().map(|r| r.partition).collect();
+    let results = tokio::task::spawn_blocking(move || {
+        input
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let out = script.run(&Input {
+                    key: r.key.as_deref(),
+                    value: r.value.as_deref(),
+                    headers: &r.headers,
+                    timestamp: r.timestamp,
+                    partition: given.get(i).copied().unwrap_or(partition),
+                    offset: r.offset,
+                });
+                let text =
+                    |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+                match out {
+                    Ok(Outcome::Keep) => {
+                        json!({"offset": r.offset, "outcome": "keep", "value": text(&r.value)})
+                    }
+                    Ok(Outcome::Drop) => json!({"offset": r.offset, "outcome": "drop"}),
+                    Ok(Outcome::Replace(v)) => json!({
+                        "offset": r.offset, "outcome": "replace",
+                        "value": String::from_utf8_lossy(&v),
+                    }),
+                    Err(e) => json!({"offset": r.offset, "outcome": "error", "error": e}),
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    Json(json!({ "results": results })).into_response()
+}
+
+/// Up to `limit` records of a topic partition from `offset`.
+fn read(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    limit: usize,
+) -> Result<Vec<records::Record>, (StatusCode, String)> {
+    let p = broker
+        .topics
+        .get(topic)
+        .and_then(|t| t.partition(partition))
+        .ok_or((
+            StatusCode::NOT_FOUND,
+            format!("no partition {partition} of topic {topic}"),
+        ))?;
+    let mut out = Vec::new();
+    let mut at = offset.max(p.log.log_start_offset());
+    while out.len() < limit {
+        let read = p
+            .log
+            .read(at, 1 << 20, p.log.high_watermark())
+            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        if read.bytes.is_empty() {
+            break;
+        }
+        let mut pos = 0;
+        while pos < read.bytes.len() && out.len() < limit {
+            let Ok((h, size)) = batch::frame(&read.bytes[pos..]) else {
+                break;
+            };
+            let b = read.bytes.slice(pos..pos + size);
+            pos += size;
+            at = h.next_offset();
+            if h.is_control() {
+                continue;
+            }
+            let (_, recs) =
+                records::decode(&b).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
+            out.extend(
+                recs.into_iter()
+                    .filter(|r| r.offset >= offset)
+                    .take(limit - out.len()),
+            );
+        }
+    }
+    Ok(out)
+}
