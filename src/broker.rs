@@ -20,8 +20,10 @@ use tokio::task::JoinHandle;
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::console::{self, Probe};
 use crate::delay::Delays;
+use crate::filter::views::{View, Views};
 use crate::groups::GroupCoordinator;
 use crate::store::MetaStore;
+use crate::topics::Topic;
 use crate::topics::TopicRegistry;
 use crate::txn::{TxnCoordinator, TxnEffects, TxnOffset};
 use crate::util::now_ms;
@@ -39,6 +41,8 @@ pub struct Broker {
     pub txns: TxnCoordinator,
     /// Delay topics: the timing wheel and its worker.
     pub delays: Delays,
+    /// Views: read-only topics made of a source topic and a script.
+    pub views: Views,
     pub probe: Probe,
     /// Becomes true when shutdown starts: long waits (fetch long-poll) end early.
     pub stopping: watch::Receiver<bool>,
@@ -95,6 +99,7 @@ impl Broker {
             config.delay_max_ms,
             config.fsync == FsyncPolicy::Always,
         );
+        let views = Views::open(store.clone())?;
         let (tx, rx) = watch::channel(false);
         let broker = Arc::new(Broker {
             config,
@@ -104,6 +109,7 @@ impl Broker {
             groups: groups.clone(),
             txns,
             delays,
+            views,
             probe: Probe::new(),
             stopping: rx.clone(),
         });
@@ -130,6 +136,25 @@ impl Broker {
 }
 
 impl Broker {
+    /// A topic as readers see it (Fetch, ListOffsets, offsets): the topic itself, or for a
+    /// view its source topic and the view.
+    pub fn read_topic(&self, name: &str) -> Option<(Arc<Topic>, Option<Arc<View>>)> {
+        if let Some(t) = self.topics.get(name) {
+            return Some((t, None));
+        }
+        let v = self.views.get(name)?;
+        Some((self.topics.get(&v.source)?, Some(v)))
+    }
+
+    /// [`Broker::read_topic`] by topic (or view) id.
+    pub fn read_topic_by_id(&self, id: &uuid::Uuid) -> Option<(Arc<Topic>, Option<Arc<View>>)> {
+        if let Some(t) = self.topics.get_by_id(id) {
+            return Some((t, None));
+        }
+        let v = self.views.get_by_id(id)?;
+        Some((self.topics.get(&v.source)?, Some(v)))
+    }
+
     /// Deletes a topic with everything that refers to it (committed offsets).
     pub fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, crate::topics::TopicError> {
         let id = self.topics.delete(name)?;

@@ -30,6 +30,8 @@ pub const CF_TXNS: &str = "txns";
 pub const CF_DELAY_WHEEL: &str = "delay_wheel";
 pub const CF_DELAY_IDS: &str = "delay_ids";
 pub const CF_DELAY_META: &str = "delay_meta";
+/// View definitions (`src/filter/views.rs`).
+pub const CF_VIEWS: &str = "views";
 const CFS: &[&str] = &[
     CF_CLUSTER,
     CF_TOPICS,
@@ -39,6 +41,7 @@ const CFS: &[&str] = &[
     CF_DELAY_WHEEL,
     CF_DELAY_IDS,
     CF_DELAY_META,
+    CF_VIEWS,
 ];
 
 /// Thread-safe (RocksDB is); share it in an `Arc`.

@@ -49,7 +49,12 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
             "/api/v1/delays/{target}/{partition}/{offset}",
             axum::routing::delete(delays::cancel),
         )
+        .route("/api/v1/views", get(views::list).post(views::create))
         .route("/api/v1/views/test", axum::routing::post(views::test))
+        .route(
+            "/api/v1/views/{name}",
+            get(views::get).put(views::update).delete(views::delete),
+        )
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,

@@ -1,11 +1,12 @@
-//! `POST /api/v1/views/test`: dry-run a view script over given records or over real
-//! records of a topic (DESIGN.md "Console"). The script engine is `crate::filter`.
+//! `/api/v1/views`: view definitions (list, create, get, replace, delete) and
+//! `POST /api/v1/views/test`, a dry run of a script over given records or over real
+//! records of a topic (DESIGN.md "Console"). Views themselves are `crate::filter::views`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::broker::Broker;
+use crate::filter::views::{View, ViewDef, ViewError};
 use crate::filter::{Input, Outcome, Script};
 use crate::log::{batch, records};
 
@@ -191,4 +193,115 @@ fn read(
         }
     }
     Ok(out)
+}
+
+fn view_json(v: &View) -> serde_json::Value {
+    json!({
+        "name": v.name,
+        "id": v.id.to_string(),
+        "source": v.source,
+        "script": v.script_source,
+        "on_error": v.on_error,
+    })
+}
+
+fn view_error(e: ViewError) -> Response {
+    match e {
+        ViewError::Script(c) => error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("script: {c}"), "line": c.line, "column": c.column}),
+        ),
+        ViewError::Invalid(m) => error(StatusCode::BAD_REQUEST, json!({ "error": m })),
+        ViewError::Exists(m) => error(
+            StatusCode::CONFLICT,
+            json!({ "error": format!("{m} already exists") }),
+        ),
+        ViewError::NotFound(m) => error(
+            StatusCode::NOT_FOUND,
+            json!({ "error": format!("no view {m}") }),
+        ),
+        ViewError::Store(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": e.to_string() }),
+        ),
+    }
+}
+
+/// `GET /api/v1/views`
+pub async fn list(State(broker): State<Arc<Broker>>) -> Response {
+    let views: Vec<_> = broker.views.list().iter().map(|v| view_json(v)).collect();
+    Json(json!({ "views": views })).into_response()
+}
+
+/// `GET /api/v1/views/{name}`
+pub async fn get(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Response {
+    match broker.views.get(&name) {
+        Some(v) => Json(view_json(&v)).into_response(),
+        None => view_error(ViewError::NotFound(name)),
+    }
+}
+
+fn put_view(broker: &Broker, def: ViewDef, create: bool) -> Result<Arc<View>, ViewError> {
+    let r = broker
+        .views
+        .put(def, create, |n| broker.topics.get(n).is_some());
+    if let Ok(v) = &r {
+        tracing::info!(view = %v.name, source = %v.source, created = create, "console: view saved");
+    }
+    r
+}
+
+/// `POST /api/v1/views` `{"name","source","script","on_error"}`: create (201).
+pub async fn create(
+    State(broker): State<Arc<Broker>>,
+    body: Result<Json<ViewDef>, JsonRejection>,
+) -> Response {
+    let def = match body {
+        Ok(Json(d)) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, json!({"error": e.body_text()})),
+    };
+    match put_view(&broker, def, true) {
+        Ok(v) => (StatusCode::CREATED, Json(view_json(&v))).into_response(),
+        Err(e) => view_error(e),
+    }
+}
+
+/// `PUT /api/v1/views/{name}`: replace the source, script or error policy.
+pub async fn update(
+    State(broker): State<Arc<Broker>>,
+    Path(name): Path<String>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Response {
+    let mut body = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, json!({"error": e.body_text()})),
+    };
+    if let Some(m) = body.as_object_mut() {
+        m.entry("name").or_insert(json!(name));
+    }
+    let def: ViewDef = match serde_json::from_value(body) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
+    };
+    if def.name != name {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "the body's name differs from the path's"}),
+        );
+    }
+    match put_view(&broker, def, false) {
+        Ok(v) => Json(view_json(&v)).into_response(),
+        Err(e) => view_error(e),
+    }
+}
+
+/// `DELETE /api/v1/views/{name}`
+pub async fn delete(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Response {
+    match broker.views.delete(&name) {
+        Ok(()) => {
+            tracing::info!(view = %name, "console: view deleted");
+            Json(json!({ "deleted": name })).into_response()
+        }
+        Err(e) => view_error(e),
+    }
 }

@@ -6,6 +6,8 @@
 //! (`key`, `value`, `json`, `headers`, `timestamp`, `partition`, `offset`) and what its
 //! result means ([`Outcome`]). Knows nothing of logs or the network.
 
+pub mod views;
+
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

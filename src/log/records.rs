@@ -144,13 +144,63 @@ pub struct ProducerStamp {
 pub fn encode(records: &[Record], producer: ProducerStamp) -> Vec<u8> {
     let base_ts = records.first().map_or(0, |r| r.timestamp);
     let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(base_ts);
+    let head = Head {
+        base_offset: 0,
+        partition_leader_epoch: 0,
+        attributes: 0,
+        last_offset_delta: (records.len() as i32 - 1).max(0),
+        base_timestamp: base_ts,
+        max_timestamp: max_ts,
+        producer,
+    };
+    write(
+        &head,
+        records.iter().enumerate().map(|(i, r)| (i as i64, r)),
+    )
+}
+
+/// `records` (a subset of `h`'s, possibly with new values) as one uncompressed batch that
+/// keeps `h`'s offsets and range (base offset, last offset delta: a consumer moves past the
+/// whole original batch even when its last records are gone), timestamps, producer fields
+/// and attributes other than compression. With no record it is an empty batch, as
+/// compaction leaves them.
+pub fn rewrite(h: &BatchHeader, records: &[Record]) -> Vec<u8> {
+    let head = Head {
+        base_offset: h.base_offset,
+        partition_leader_epoch: h.partition_leader_epoch,
+        attributes: h.attributes & !(batch::ATTR_COMPRESSION_MASK),
+        last_offset_delta: h.last_offset_delta,
+        base_timestamp: h.base_timestamp,
+        max_timestamp: h.max_timestamp,
+        producer: ProducerStamp {
+            id: h.producer_id,
+            epoch: h.producer_epoch,
+            base_sequence: h.base_sequence,
+        },
+    };
+    write(&head, records.iter().map(|r| (r.offset - h.base_offset, r)))
+}
+
+struct Head {
+    base_offset: i64,
+    partition_leader_epoch: i32,
+    attributes: i16,
+    last_offset_delta: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    producer: ProducerStamp,
+}
+
+fn write<'a>(head: &Head, records: impl Iterator<Item = (i64, &'a Record)>) -> Vec<u8> {
     let mut b = vec![0u8; HEADER_LEN];
     let mut rec = Vec::new();
-    for (i, r) in records.iter().enumerate() {
+    let mut n = 0i32;
+    for (offset_delta, r) in records {
+        n += 1;
         rec.clear();
         rec.push(0); // attributes
-        put_varint(&mut rec, r.timestamp - base_ts);
-        put_varint(&mut rec, i as i64);
+        put_varint(&mut rec, r.timestamp - head.base_timestamp);
+        put_varint(&mut rec, offset_delta);
         for v in [&r.key, &r.value] {
             match v {
                 None => put_varint(&mut rec, -1),
@@ -175,16 +225,20 @@ pub fn encode(records: &[Record], producer: ProducerStamp) -> Vec<u8> {
         put_varint(&mut b, rec.len() as i64);
         b.extend_from_slice(&rec);
     }
-    let n = records.len() as i32;
     let batch_length = (b.len() - LOG_OVERHEAD) as i32;
+    let p = &head.producer;
+    b[batch::POS_BASE_OFFSET..][..8].copy_from_slice(&head.base_offset.to_be_bytes());
     b[batch::POS_BATCH_LENGTH..][..4].copy_from_slice(&batch_length.to_be_bytes());
+    b[batch::POS_PARTITION_LEADER_EPOCH..][..4]
+        .copy_from_slice(&head.partition_leader_epoch.to_be_bytes());
     b[batch::POS_MAGIC] = MAGIC_V2 as u8;
-    b[batch::POS_LAST_OFFSET_DELTA..][..4].copy_from_slice(&(n - 1).max(0).to_be_bytes());
-    b[batch::POS_BASE_TIMESTAMP..][..8].copy_from_slice(&base_ts.to_be_bytes());
-    b[batch::POS_MAX_TIMESTAMP..][..8].copy_from_slice(&max_ts.to_be_bytes());
-    b[batch::POS_PRODUCER_ID..][..8].copy_from_slice(&producer.id.to_be_bytes());
-    b[batch::POS_PRODUCER_EPOCH..][..2].copy_from_slice(&producer.epoch.to_be_bytes());
-    b[batch::POS_BASE_SEQUENCE..][..4].copy_from_slice(&producer.base_sequence.to_be_bytes());
+    b[batch::POS_ATTRIBUTES..][..2].copy_from_slice(&head.attributes.to_be_bytes());
+    b[batch::POS_LAST_OFFSET_DELTA..][..4].copy_from_slice(&head.last_offset_delta.to_be_bytes());
+    b[batch::POS_BASE_TIMESTAMP..][..8].copy_from_slice(&head.base_timestamp.to_be_bytes());
+    b[batch::POS_MAX_TIMESTAMP..][..8].copy_from_slice(&head.max_timestamp.to_be_bytes());
+    b[batch::POS_PRODUCER_ID..][..8].copy_from_slice(&p.id.to_be_bytes());
+    b[batch::POS_PRODUCER_EPOCH..][..2].copy_from_slice(&p.epoch.to_be_bytes());
+    b[batch::POS_BASE_SEQUENCE..][..4].copy_from_slice(&p.base_sequence.to_be_bytes());
     b[batch::POS_RECORD_COUNT..][..4].copy_from_slice(&n.to_be_bytes());
     let crc = batch::compute_crc(&b);
     b[batch::POS_CRC..][..4].copy_from_slice(&crc.to_be_bytes());
@@ -270,6 +324,40 @@ mod tests {
                 assert_eq!(g.headers, wh, "{c:?}");
             }
         }
+    }
+
+    #[test]
+    fn rewrite_keeps_offsets_range_and_producer_fields() {
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &krecords(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::Zstd,
+            },
+        )
+        .unwrap();
+        let all = buf.freeze();
+        let (_, size) = batch::frame(&all).unwrap();
+        let (h, recs) = decode(&all.slice(..size)).unwrap();
+        let mut kept: Vec<Record> = recs.iter().filter(|r| r.offset % 2 == 1).cloned().collect();
+        if let Some(r) = kept.first_mut() {
+            r.value = Some(Bytes::from_static(b"new"));
+        }
+        let b = Bytes::from(rewrite(&h, &kept));
+        assert!(batch::verify_crc(&b));
+        let (h2, got) = decode(&b).unwrap();
+        assert_eq!(
+            (h2.base_offset, h2.last_offset()),
+            (h.base_offset, h.last_offset())
+        );
+        assert_eq!((h2.producer_id, h2.compression()), (h.producer_id, 0));
+        assert_eq!(got, kept);
+        let empty = Bytes::from(rewrite(&h, &[]));
+        let (h3, none) = decode(&empty).unwrap();
+        assert!(none.is_empty());
+        assert_eq!((h3.record_count, h3.next_offset()), (0, h.next_offset()));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> Bytes {
                     "Create topics request from client contains multiple entries for topic {name}"
                 )));
             }
+            if broker.views.get(&name).is_some() {
+                return Err(TopicError::AlreadyExists(name.clone()));
+            }
             if !t.assignments.is_empty() {
                 return Err(TopicError::InvalidRequest(
                     "Manual replica assignment is not supported on a single broker".into(),

@@ -18,6 +18,7 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{FetchRequest, ProducerId};
 use tokio::time::Instant;
 
+use crate::filter::views::View;
 use crate::log::LogError;
 use crate::protocol::dispatch::{Ctx, Reply};
 use crate::protocol::errors::{
@@ -30,6 +31,8 @@ const MAX_WAIT_MS: i32 = 60_000;
 
 struct Wanted {
     partition: Option<Arc<Partition>>,
+    /// Reading a view: its source partition is `partition`.
+    view: Option<Arc<View>>,
     index: i32,
     offset: i64,
     max_bytes: usize,
@@ -41,11 +44,13 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let by_id = ctx.version >= 13;
-        let topic = if by_id {
-            ctx.broker.topics.get_by_id(&t.topic_id)
+        let (topic, view) = if by_id {
+            ctx.broker.read_topic_by_id(&t.topic_id)
         } else {
-            ctx.broker.topics.get(t.topic.as_str())
-        };
+            ctx.broker.read_topic(t.topic.as_str())
+        }
+        .unzip();
+        let view = view.flatten();
         let missing = if by_id {
             UNKNOWN_TOPIC_ID
         } else {
@@ -62,6 +67,7 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
                 };
                 Wanted {
                     partition,
+                    view: view.clone(),
                     index: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
@@ -177,6 +183,11 @@ fn read_all(
                         Bytes::new()
                     }
                 }
+            };
+            // A view's batches: the source's, filtered and transformed (never larger).
+            let records = match &w.view {
+                Some(v) if !records.is_empty() => v.filter(&records, p.index),
+                _ => records,
             };
             total += records.len();
             pd.records = Some(records);

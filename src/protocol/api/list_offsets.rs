@@ -22,7 +22,8 @@ pub const EARLIEST_LOCAL: i64 = -4;
 pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> Bytes {
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
-        let topic = ctx.broker.topics.get(t.name.as_str());
+        // A view has its source's offsets.
+        let topic = ctx.broker.read_topic(t.name.as_str()).map(|(t, _)| t);
         let mut rt = ListOffsetsTopicResponse::default().with_name(t.name);
         for p in t.partitions {
             let mut pr = ListOffsetsPartitionResponse::default()

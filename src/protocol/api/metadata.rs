@@ -13,6 +13,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest};
 use super::describe_cluster::ALL_OPERATIONS;
 use super::{str, topic_name};
 use crate::config::NODE_ID;
+use crate::filter::views::View;
 use crate::protocol::dispatch::Ctx;
 use crate::protocol::errors::{
     self, LEADER_EPOCH, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
@@ -49,6 +50,13 @@ pub fn handle(ctx: &Ctx, req: MetadataRequest) -> Bytes {
             .iter()
             .map(|t| describe(t, include_ops, v))
             .collect();
+        resp.topics.extend(
+            broker
+                .views
+                .list()
+                .iter()
+                .filter_map(|view| describe_view(ctx, view, include_ops)),
+        );
     } else {
         for rt in req.topics.unwrap_or_default() {
             let entry = match rt.name {
@@ -56,14 +64,29 @@ pub fn handle(ctx: &Ctx, req: MetadataRequest) -> Bytes {
                     let name = name.0.to_string();
                     match broker.topics.get(&name) {
                         Some(t) => describe(&t, include_ops, v),
-                        None => missing(ctx, &name, auto_create, include_ops),
+                        None => match broker.views.get(&name) {
+                            Some(view) => {
+                                describe_view(ctx, &view, include_ops).unwrap_or_else(|| {
+                                    MetadataResponseTopic::default()
+                                        .with_name(Some(topic_name(&name)))
+                                        .with_error_code(UNKNOWN_TOPIC_OR_PARTITION)
+                                })
+                            }
+                            None => missing(ctx, &name, auto_create, include_ops),
+                        },
                     }
                 }
                 None => match broker.topics.get_by_id(&rt.topic_id) {
                     Some(t) => describe(&t, include_ops, v),
-                    None => MetadataResponseTopic::default()
-                        .with_error_code(UNKNOWN_TOPIC_ID)
-                        .with_topic_id(rt.topic_id),
+                    None => broker
+                        .views
+                        .get_by_id(&rt.topic_id)
+                        .and_then(|view| describe_view(ctx, &view, include_ops))
+                        .unwrap_or_else(|| {
+                            MetadataResponseTopic::default()
+                                .with_error_code(UNKNOWN_TOPIC_ID)
+                                .with_topic_id(rt.topic_id)
+                        }),
                 },
             };
             resp.topics.push(entry);
@@ -109,6 +132,16 @@ fn missing(ctx: &Ctx, name: &str, auto_create: bool, include_ops: bool) -> Metad
             unknown.with_error_code(errors::topic_error(&e))
         }
     }
+}
+
+/// A view looks like its source topic (same partitions) under its own name and id.
+fn describe_view(ctx: &Ctx, view: &View, include_ops: bool) -> Option<MetadataResponseTopic> {
+    let source = ctx.broker.topics.get(&view.source)?;
+    let mut t = describe(&source, include_ops, ctx.version).with_name(Some(topic_name(&view.name)));
+    if ctx.version >= 10 {
+        t.topic_id = view.id;
+    }
+    Some(t)
 }
 
 pub fn describe(t: &Arc<Topic>, include_ops: bool, version: i16) -> MetadataResponseTopic {

@@ -12,13 +12,12 @@ use crate::protocol::dispatch::Ctx;
 use crate::protocol::errors::{self, UNKNOWN_TOPIC_OR_PARTITION};
 
 pub fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> Bytes {
-    let topics = &ctx.broker.topics;
     // (topic index, partition index) of each offset sent to the coordinator.
     let mut slots = Vec::new();
     let mut offsets = Vec::new();
     let mut resp = OffsetCommitResponse::default();
     for (ti, t) in req.topics.iter().enumerate() {
-        let topic = topics.get(t.name.as_str());
+        let topic = ctx.broker.read_topic(t.name.as_str()).map(|(t, _)| t);
         let mut rt = OffsetCommitResponseTopic::default().with_name(t.name.clone());
         for (pi, p) in t.partitions.iter().enumerate() {
             let mut rp =

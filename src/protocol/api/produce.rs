@@ -14,8 +14,8 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest};
 use crate::config::FsyncPolicy;
 use crate::protocol::dispatch::{encode_response, Ctx, Reply};
 use crate::protocol::errors::{
-    self, INVALID_RECORD, INVALID_REQUIRED_ACKS, NONE, STORAGE_ERROR, UNKNOWN_TOPIC_OR_PARTITION,
-    UNSUPPORTED_VERSION,
+    self, INVALID_RECORD, INVALID_REQUIRED_ACKS, INVALID_TOPIC, NONE, STORAGE_ERROR,
+    UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION,
 };
 use crate::topics::Partition;
 use crate::util::now_ms;
@@ -40,6 +40,10 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
             let partition = topic.as_ref().and_then(|t| t.partition(pd.index));
             match (valid_acks, partition, pd.records) {
                 (false, _, _) => pr.error_code = INVALID_REQUIRED_ACKS,
+                // A view is read-only.
+                (_, None, _) if ctx.broker.views.get(&name).is_some() => {
+                    pr.error_code = INVALID_TOPIC
+                }
                 (_, None, _) => pr.error_code = UNKNOWN_TOPIC_OR_PARTITION,
                 (_, Some(_), None) => pr.error_code = INVALID_RECORD,
                 (_, Some(p), Some(records)) => {
