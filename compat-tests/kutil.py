@@ -32,6 +32,22 @@ class Rec:
         return (self.key, self.value, self.headers)
 
 
+# ------------------------------------------------------------------------- console (HTTP)
+def console_call(broker, method: str, path: str, body=None) -> tuple[int, dict]:
+    """A JSON request to the broker's console: (status, parsed JSON body). `body` is sent
+    as JSON, or as is when it is bytes (to send malformed JSON)."""
+    import urllib.error
+    import urllib.request
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(broker.console + path, data=data, method=method,
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 # ------------------------------------------------------------------------- confluent-kafka
 def producer(bootstrap: str, **conf) -> Producer:
     c = {"bootstrap.servers": bootstrap, "linger.ms": 5, "socket.timeout.ms": 10000,

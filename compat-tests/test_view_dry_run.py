@@ -4,21 +4,12 @@ compile errors name line and column; runaway scripts are stopped; bad bodies get
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
-from kutil import produce_all, producer
+from kutil import console_call, produce_all, producer
 
 
 def post(broker, path: str, body) -> tuple[int, dict]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(broker.console + path, data=data, method="POST",
-                                 headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return console_call(broker, "POST", path, body)
 
 
 def test_dry_run_over_real_records(broker, topic):

@@ -7,25 +7,16 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from confluent_kafka import KafkaError
 from kafka import KafkaConsumer, TopicPartition as KTopicPartition
 
-from kutil import consume, consumer, create_topic, produce_all, producer
+from kutil import console_call, consume, consumer, create_topic, produce_all, producer
 
 
 def call(broker, method: str, path: str, body=None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(broker.console + path, data=data, method=method,
-                                 headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return console_call(broker, method, path, body)
 
 
 CITIES = ["beijing", "paris", "lima", "beijing", "oslo"]
