@@ -11,7 +11,7 @@
 //! cargo bench --bench kbench -- --only delay       # the delay-topic table only, about 4 minutes
 //! ```
 //!
-//! `--only` takes broker words (`default`, `fsync`) and scenario words (`produce`, `consume`,
+//! `--only` takes broker words (`default`, `fsync`) and scenario words (`produce`, `consume`, `view`,
 //! `latency`, `groups`, `txn`, `delay`); each kind left out of a list means all of that kind. The
 //! `--fsync always` broker is started only when produce or latency scenarios are selected.
 //!
@@ -52,6 +52,10 @@
 //!   `BaseConsumer::poll`, one call per record (the rdkafka crate's API); row 9b with
 //!   `rd_kafka_consume_batch_queue`, up to 8192 per call (as confluent-kafka-python's
 //!   `consume(num_messages)` does). The difference is client overhead only.
+//! * V1, V2 (`--only view`): a topic of `--consume-records`/10 records of 1 KiB JSON read from
+//!   offset 0 with the batch API, directly (V1) and through a view whose script
+//!   (`json.city == "beijing" && json.price > 10`) keeps every record (V2: each record is
+//!   decoded, parsed as JSON, run through the script and re-encoded); runs interleaved.
 //! * 10a, 10b (`--fsync always`), 10c (linger.ms=0): produce latency: 50,000 records/s
 //!   (`--latency-rate`) of 100 B with acks=all for `--latency-secs` (10) on a
 //!   `ThreadedProducer`, paced in 200 µs steps. A record's latency is
@@ -298,13 +302,14 @@ struct Selection {
     latency: bool,
     groups: bool,
     txn: bool,
+    view: bool,
     delay: bool,
 }
 
 impl Selection {
     fn parse(only: &[String]) -> Result<Selection, String> {
         let known = [
-            "default", "fsync", "produce", "consume", "latency", "groups", "txn", "delay",
+            "default", "fsync", "produce", "consume", "latency", "groups", "txn", "view", "delay",
         ];
         for w in only {
             if !known.contains(&w.as_str()) {
@@ -327,6 +332,7 @@ impl Selection {
             latency: !any_kind || has("latency"),
             groups: !any_kind || has("groups"),
             txn: !any_kind || has("txn"),
+            view: !any_kind || has("view"),
             delay: !any_kind || has("delay"),
         })
     }
@@ -694,12 +700,19 @@ fn http_status(addr: &str, path: &str) -> Option<u16> {
 /// Status code and body of `GET path` over HTTP/1.1 (`Connection: close`, read to the end; the
 /// console answers with a Content-Length, not chunked), if any.
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_call(addr, "GET", path, None)
+}
+
+/// [`http_get`] for any method, with an optional JSON body.
+fn http_call(addr: &str, method: &str, path: &str, json: Option<&str>) -> Option<(u16, String)> {
     let sa: SocketAddr = addr.parse().ok()?;
     let mut s = TcpStream::connect_timeout(&sa, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let body = json.unwrap_or("");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut buf = Vec::new();
@@ -1722,6 +1735,102 @@ fn txn_run(
         committed,
         aborted,
     })
+}
+
+/// V1/V2: a topic of 1 KiB JSON records read directly and through a view whose script
+/// (`json.city == "beijing" && json.price > 10`) keeps every record, so each one is decoded,
+/// run through the script and re-encoded; runs interleaved. The consumer takes batches
+/// (`rd_kafka_consume_batch_queue`) as in row 9b.
+fn view_rows(server: &Server, plan: &Plan, admin: &mut Admin) -> Vec<Row> {
+    let Some(console) = server.console else {
+        return Vec::new();
+    };
+    let n = (plan.consume_records / 10).max(1);
+    let mut value = br#"{"city":"beijing","price":42,"pad":""#.to_vec();
+    value.resize(1022, b'x');
+    value.extend_from_slice(br#""}"#);
+    let topic = admin.topic("vsrc");
+    let view = format!("{topic}-view");
+    let records = thousands(n as f64);
+    eprintln!("kbench: V1/V2: pre-filling {records} × 1 KiB JSON records");
+    let mut error = produce_run(
+        server.bootstrap,
+        None,
+        &topic,
+        &value,
+        "1",
+        Amount::Records(n),
+        plan,
+    )
+    .err()
+    .map(|e| format!("pre-fill: {e}"));
+    if error.is_none() {
+        let def = format!(
+            r#"{{"name":"{view}","source":"{topic}","script":"json.city == \"beijing\" && json.price > 10"}}"#
+        );
+        match http_call(console, "POST", "/api/v1/views", Some(&def)) {
+            Some((201, _)) => {}
+            other => error = Some(format!("creating the view: {other:?}")),
+        }
+    }
+    let cases = [
+        (
+            "V1",
+            topic.clone(),
+            format!("consume {records} × 1 KiB JSON records, the topic itself, batch"),
+        ),
+        (
+            "V2",
+            view.clone(),
+            format!("the same through a view with a JSON filter that keeps every record"),
+        ),
+    ];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); 2];
+    let mut errors: Vec<Option<String>> = vec![error.clone(), error];
+    for i in 0..plan.repeats {
+        for (k, (id, t, _)) in cases.iter().enumerate() {
+            if errors[k].is_some() {
+                continue;
+            }
+            match consume_run(
+                server.bootstrap,
+                server.pid,
+                t,
+                &format!("{t}-{i}"),
+                ConsumeApi::Batch,
+                Some(n),
+                plan,
+            ) {
+                Ok(run) => {
+                    eprintln!(
+                        "kbench:   {id} run {}: {} records/s",
+                        i + 1,
+                        thousands(run.rate())
+                    );
+                    runs[k].push(run);
+                }
+                Err(e) => {
+                    eprintln!("kbench:   {id} run {} failed: {e}", i + 1);
+                    errors[k] = Some(e);
+                }
+            }
+            std::thread::sleep(plan.settle);
+        }
+    }
+    let _ = http_call(console, "DELETE", &format!("/api/v1/views/{view}"), None);
+    admin.delete(&topic);
+    cases
+        .into_iter()
+        .zip(runs.into_iter().zip(errors))
+        .map(|((id, _, name), (runs, error))| Row {
+            id,
+            name,
+            kind: Kind::Throughput,
+            runs,
+            error,
+            target: (id == "V2").then_some(Target::MinRate(300_000.0)),
+        })
+        .collect()
 }
 
 /// Flushes in 1 ms slices. The rdkafka crate's `flush` (also called by its `commit_transaction`)
@@ -4187,6 +4296,9 @@ fn run_group(
     }
     if sel.txn && !fsync_always {
         rows.extend(txn_rows(server, plan, &mut admin));
+    }
+    if sel.view && !fsync_always {
+        rows.extend(view_rows(server, plan, &mut admin));
     }
     if sel.delay && !fsync_always {
         rows.extend(delay_rows(server, plan, &mut admin));
