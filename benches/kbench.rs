@@ -321,7 +321,7 @@ impl Selection {
         }
         let has = |w: &str| only.iter().any(|x| x == w);
         let any_group = has("default") || has("fsync");
-        let any_kind = ["produce", "consume", "latency", "groups", "txn", "delay"]
+        let any_kind = ["produce", "consume", "latency", "groups", "txn", "delay", "view"]
             .iter()
             .any(|w| has(w));
         Ok(Selection {
