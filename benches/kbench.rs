@@ -321,9 +321,11 @@ impl Selection {
         }
         let has = |w: &str| only.iter().any(|x| x == w);
         let any_group = has("default") || has("fsync");
-        let any_kind = ["produce", "consume", "latency", "groups", "txn", "delay", "view"]
-            .iter()
-            .any(|w| has(w));
+        let any_kind = [
+            "produce", "consume", "latency", "groups", "txn", "delay", "view",
+        ]
+        .iter()
+        .any(|w| has(w));
         Ok(Selection {
             default_group: !any_group || has("default"),
             fsync_group: !any_group || has("fsync"),
