@@ -42,6 +42,8 @@ pub struct BrokerConfig {
     pub groups: crate::groups::GroupConfig,
     /// Longest delay a delay record may ask for (`--delay-max-ms`, default 365 days).
     pub delay_max_ms: i64,
+    /// Bearer token the console requires on mutating calls (`--console-token`); none: open.
+    pub console_token: Option<String>,
 }
 
 pub const NODE_ID: i32 = 1;
@@ -62,6 +64,7 @@ impl Default for BrokerConfig {
             topic_defaults: BTreeMap::new(),
             groups: crate::groups::GroupConfig::default(),
             delay_max_ms: crate::delay::DEFAULT_MAX_DELAY_MS,
+            console_token: None,
         }
     }
 }
@@ -82,6 +85,7 @@ pub struct FileConfig {
     pub max_request_bytes: Option<usize>,
     pub retention_check_interval_ms: Option<u64>,
     pub delay_max_ms: Option<i64>,
+    pub console_token: Option<String>,
     /// Kafka's group.initial.rebalance.delay.ms (default 3000).
     pub group_initial_rebalance_delay_ms: Option<u64>,
     /// Kafka's group.consumer.session.timeout.ms (default 45000; KIP-848 members).
@@ -131,6 +135,9 @@ impl FileConfig {
         }
         if let Some(v) = self.delay_max_ms {
             cfg.delay_max_ms = v;
+        }
+        if let Some(v) = self.console_token {
+            cfg.console_token = Some(v);
         }
         if let Some(v) = self.group_initial_rebalance_delay_ms {
             cfg.groups.initial_rebalance_delay_ms = v;

@@ -54,6 +54,9 @@ struct ServeArgs {
     /// Longest delay a delay record may ask for, in ms [default: 365 days]
     #[arg(long, env = "KAIROS_DELAY_MAX_MS")]
     delay_max_ms: Option<i64>,
+    /// Bearer token required on the console's mutating calls (POST/PUT/DELETE) [default: none]
+    #[arg(long, env = "KAIROS_CONSOLE_TOKEN", hide_env_values = true)]
+    console_token: Option<String>,
     /// TOML file with the same settings plus [topic_defaults]
     #[arg(long, env = "KAIROS_CONFIG")]
     config: Option<PathBuf>,
@@ -94,6 +97,10 @@ impl ServeArgs {
         if let Some(v) = self.delay_max_ms {
             anyhow::ensure!(v >= 0, "--delay-max-ms must not be negative");
             cfg.delay_max_ms = v;
+        }
+        if let Some(v) = self.console_token {
+            anyhow::ensure!(!v.is_empty(), "--console-token must not be empty");
+            cfg.console_token = Some(v);
         }
         for (k, v) in &cfg.topic_defaults {
             kairos::topics::config::validate(k, v)

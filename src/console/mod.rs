@@ -6,7 +6,9 @@
 //! recorder and the broker's [`Probe`].
 
 mod delays;
+mod page;
 mod probe;
+mod quotas;
 mod views;
 
 use std::sync::{Arc, OnceLock};
@@ -55,6 +57,8 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
             "/api/v1/views/{name}",
             get(views::get).put(views::update).delete(views::delete),
         )
+        .merge(page::routes())
+        .merge(quotas::routes())
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
