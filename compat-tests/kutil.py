@@ -33,19 +33,24 @@ class Rec:
 
 
 # ------------------------------------------------------------------------- console (HTTP)
-def console_call(broker, method: str, path: str, body=None) -> tuple[int, dict]:
-    """A JSON request to the broker's console: (status, parsed JSON body). `body` is sent
-    as JSON, or as is when it is bytes (to send malformed JSON)."""
+def console_call(broker, method: str, path: str, body=None, token: str | None = None,
+                 headers: dict | None = None) -> tuple[int, dict]:
+    """A JSON request to the broker's console: (status, parsed JSON body; {} when empty).
+    `body` is sent as JSON, or as is when it is bytes (to send malformed JSON); `token`
+    goes in `Authorization: Bearer`."""
     import urllib.error
     import urllib.request
     data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(broker.console + path, data=data, method=method,
-                                 headers={"content-type": "application/json"})
+    h = {"content-type": "application/json", **(headers or {})}
+    if token is not None:
+        h["authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(broker.console + path, data=data, method=method, headers=h)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
+            status, raw = r.status, r.read()
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+        status, raw = e.code, e.read()
+    return status, (json.loads(raw) if raw else {})
 
 
 # ------------------------------------------------------------------------- confluent-kafka

@@ -44,6 +44,8 @@ pub struct Broker {
     /// Views: read-only topics made of a source topic and a script.
     pub views: Views,
     pub probe: Probe,
+    /// Wall-clock start (ms since the epoch), for the console.
+    pub started_at_ms: i64,
     /// Becomes true when shutdown starts: long waits (fetch long-poll) end early.
     pub stopping: watch::Receiver<bool>,
 }
@@ -111,6 +113,7 @@ impl Broker {
             delays,
             views,
             probe: Probe::new(),
+            started_at_ms: crate::util::now_ms(),
             stopping: rx.clone(),
         });
         // Transactions a crash left half-ended are completed before anyone connects.

@@ -1,24 +1,34 @@
-//! The HTTP console (axum): `/healthz`, `/metrics` (Prometheus text), and the
-//! read-only group views `/api/v1/groups[/{id}]` (with lag), delays
-//! `/api/v1/delays[/{target}[/{partition}/{offset}]]`, the view-script dry run
-//! `/api/v1/views/test`; the rest of the
-//! REST API and the web page come with their issue. Also owns the metrics
-//! recorder and the broker's [`Probe`].
+//! The HTTP console (axum): the REST API under `/api/v1/` (DESIGN.md "Console";
+//! the OpenAPI document at `/api/v1/openapi.json` lists every path), the web page at
+//! `/`, Prometheus text at `/metrics`, liveness at `/healthz`.
+//!
+//! This file owns what every call shares: the router, JSON errors (`ApiError`,
+//! `JsonBody`), the body limit, the bearer token on mutating calls and the audit
+//! log. One file per resource holds its handlers. Also owns the metrics recorder
+//! and the broker's [`Probe`].
 
 mod delays;
+mod groups;
 mod page;
 mod probe;
 mod quotas;
+mod topics;
 mod views;
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use parking_lot::Mutex;
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -43,8 +53,29 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
-        .route("/api/v1/groups", get(list_groups))
-        .route("/api/v1/groups/{id}", get(describe_group))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/broker", get(overview))
+        .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/topics", get(topics::list).post(topics::create))
+        .route(
+            "/api/v1/topics/{name}",
+            get(topics::detail).delete(topics::delete),
+        )
+        .route(
+            "/api/v1/topics/{name}/configs",
+            axum::routing::put(topics::set_configs),
+        )
+        .route(
+            "/api/v1/topics/{name}/partitions",
+            post(topics::add_partitions),
+        )
+        .route("/api/v1/topics/{name}/records", get(topics::records))
+        .route("/api/v1/groups", get(groups::list))
+        .route(
+            "/api/v1/groups/{id}",
+            get(groups::describe).delete(groups::delete),
+        )
+        .route("/api/v1/groups/{id}/reset", post(groups::reset))
         .route("/api/v1/delays", get(delays::list))
         .route("/api/v1/delays/{target}", get(delays::target))
         .route(
@@ -59,116 +90,23 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
         )
         .merge(page::routes())
         .merge(quotas::routes())
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                axum::Json(serde_json::json!({"error": "not found"})),
-            )
+        .fallback(|| async { ApiError::not_found("no such path") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
+        .layer(axum::middleware::from_fn_with_state(broker.clone(), guard))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(broker);
     let shutdown = async move {
         let _ = stop.changed().await;
     };
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
     {
         tracing::error!("console: {e}");
     }
-}
-
-/// `GET /api/v1/groups`: every group with its state, type and member count.
-async fn list_groups(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
-    let groups: Vec<serde_json::Value> = broker
-        .groups
-        .list_groups(&[], &[])
-        .into_iter()
-        .map(|g| {
-            serde_json::json!({
-                "group": g.group_id,
-                "type": g.group_type,
-                "state": g.state,
-                "protocol_type": g.protocol_type,
-                "members": g.members,
-            })
-        })
-        .collect();
-    axum::Json(serde_json::json!({ "groups": groups }))
-}
-
-/// `GET /api/v1/groups/{id}`: state, members, committed offsets and lag per partition.
-async fn describe_group(
-    State(broker): State<Arc<Broker>>,
-    Path(id): Path<String>,
-) -> axum::response::Response {
-    let offsets: Vec<Lag> = group_lags(&broker)
-        .into_iter()
-        .filter(|l| l.group == id)
-        .collect();
-    let lag = offsets.iter().map(|l| l.lag).sum::<i64>();
-    if let Ok(c) = broker.groups.describe_consumer_group(&id) {
-        let members: Vec<serde_json::Value> = c
-            .members
-            .iter()
-            .map(|m| {
-                let assigned: Vec<serde_json::Value> = m
-                    .assignment
-                    .iter()
-                    .map(|(_, t, ps)| serde_json::json!({"topic": t, "partitions": ps}))
-                    .collect();
-                serde_json::json!({
-                    "member_id": m.member_id,
-                    "group_instance_id": m.instance_id,
-                    "client_id": m.client_id,
-                    "client_host": m.client_host,
-                    "member_epoch": m.member_epoch,
-                    "assignment": assigned,
-                })
-            })
-            .collect();
-        return axum::Json(serde_json::json!({
-            "group": id,
-            "type": "consumer",
-            "state": c.state,
-            "group_epoch": c.group_epoch,
-            "assignor": c.assignor,
-            "members": members,
-            "offsets": offsets,
-            "lag": lag,
-        }))
-        .into_response();
-    }
-    let d = broker.groups.describe_group(&id);
-    if d.state == crate::groups::GroupState::Dead && offsets.is_empty() {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(serde_json::json!({"error": format!("group {id} not found")})),
-        )
-            .into_response();
-    }
-    let members: Vec<serde_json::Value> = d
-        .members
-        .iter()
-        .map(|m| {
-            serde_json::json!({
-                "member_id": m.member_id,
-                "group_instance_id": m.group_instance_id,
-                "client_id": m.client_id,
-                "client_host": m.client_host,
-            })
-        })
-        .collect();
-    axum::Json(serde_json::json!({
-        "group": id,
-        "type": "classic",
-        "state": d.state.as_str(),
-        "protocol_type": d.protocol_type,
-        "protocol": d.protocol_name,
-        "members": members,
-        "offsets": offsets,
-        "lag": lag,
-    }))
-    .into_response()
 }
 
 async fn metrics_text(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
@@ -180,4 +118,208 @@ async fn metrics_text(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
         )],
         prometheus().render(),
     )
+}
+
+/// Largest request body the console reads (a view script, a topic's configs).
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// A console error: a status and `{"error": message}` plus optional fields.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: json!({ "error": msg.into() }),
+        }
+    }
+    pub fn bad_request(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, msg)
+    }
+    pub fn not_found(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, msg)
+    }
+    pub fn conflict(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, msg)
+    }
+    pub fn internal(msg: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, msg)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    /// Bodies that are too large (413) or not JSON (415) keep axum's status; the
+    /// rest (syntax, wrong fields) are 400.
+    fn from(e: JsonRejection) -> ApiError {
+        let status = match e.status() {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.body_text())
+    }
+}
+
+/// `Json<T>` whose rejections are JSON [`ApiError`]s.
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(JsonBody(Json::<T>::from_request(req, state).await?.0))
+    }
+}
+
+/// Calls that change nothing although they are POSTs.
+fn is_mutating(method: &Method, path: &str) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) && path != "/api/v1/views/test"
+}
+
+/// Audit entries kept for `GET /api/v1/audit` (they also go to the log).
+const AUDIT_KEPT: usize = 200;
+/// Request bytes quoted in an audit entry.
+const AUDIT_BODY_BYTES: usize = 512;
+
+fn audit_ring() -> &'static Mutex<VecDeque<serde_json::Value>> {
+    static RING: OnceLock<Mutex<VecDeque<serde_json::Value>>> = OnceLock::new();
+    RING.get_or_init(|| Mutex::new(VecDeque::with_capacity(AUDIT_KEPT)))
+}
+
+/// Every mutating call passes here: the bearer token is checked when one is set,
+/// then the call runs, then it is audited (target `kairos::audit`) with who, what
+/// and the outcome, whether it succeeded or not.
+async fn guard(
+    State(broker): State<Arc<Broker>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    if !is_mutating(&method, &path) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {MAX_BODY_BYTES} bytes"),
+            )
+            .into_response()
+        }
+    };
+    let authorized = match &broker.config.console_token {
+        None => true,
+        Some(token) => parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())),
+    };
+    let quoted = String::from_utf8_lossy(&body[..body.len().min(AUDIT_BODY_BYTES)]).into_owned();
+    let response = if authorized {
+        next.run(Request::from_parts(parts, axum::body::Body::from(body)))
+            .await
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this call needs the console token: Authorization: Bearer <token>",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        r
+    };
+    let status = response.status().as_u16();
+    tracing::info!(target: "kairos::audit", %peer, %method, %path, status, body = %quoted, "console call");
+    let mut ring = audit_ring().lock();
+    if ring.len() == AUDIT_KEPT {
+        ring.pop_front();
+    }
+    ring.push_back(json!({
+        "at_ms": crate::util::now_ms(),
+        "peer": peer.to_string(),
+        "method": method.as_str(),
+        "path": path,
+        "status": status,
+        "body": quoted,
+    }));
+    response
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `GET /api/v1/audit`: the latest mutating calls, newest last.
+async fn audit_log() -> Response {
+    let entries: Vec<serde_json::Value> = audit_ring().lock().iter().cloned().collect();
+    Json(json!({ "entries": entries })).into_response()
+}
+
+/// `GET /api/v1/openapi.json`
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/broker`: the overview: identity, uptime, sizes and the traffic
+/// counters the page turns into rates.
+async fn overview(State(broker): State<Arc<Broker>>) -> Response {
+    let topics = broker.topics.list();
+    let (mut partitions, mut size) = (0usize, 0u64);
+    for t in &topics {
+        for p in t.partitions() {
+            partitions += 1;
+            size += p.log.size_bytes();
+        }
+    }
+    let (host, port) = broker.config.advertised();
+    let counters = broker.probe.counters();
+    let pending: u64 = broker.delays.overview().iter().map(|t| t.pending).sum();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "cluster_id": broker.cluster_id,
+        "node_id": crate::config::NODE_ID,
+        "listen": broker.config.listen.to_string(),
+        "advertised": format!("{host}:{port}"),
+        "console": broker.config.console.to_string(),
+        "data_dir": broker.config.data_dir.display().to_string(),
+        "started_at_ms": broker.started_at_ms,
+        "uptime_ms": crate::util::now_ms() - broker.started_at_ms,
+        "topics": topics.len(),
+        "partitions": partitions,
+        "log_size_bytes": size,
+        "produce_bytes_total": counters.produce_bytes,
+        "produce_records_total": counters.produce_records,
+        "fetch_bytes_total": counters.fetch_bytes,
+        "connections": counters.connections,
+        "groups": broker.groups.list_groups(&[], &[]).len(),
+        "views": broker.views.list().len(),
+        "delays_pending": pending,
+        "auth": broker.config.console_token.is_some(),
+    }))
+    .into_response()
 }

@@ -1,6 +1,8 @@
 //! Metrics probe: the hot paths call domain verbs (`produced`, `fetched`);
 //! this file alone knows metric names. Names carry their unit last.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use metrics::{counter, gauge};
 
 use crate::broker::Broker;
@@ -16,7 +18,8 @@ pub struct Lag {
     pub lag: i64,
 }
 
-/// Lag of every committed partition whose topic still exists.
+/// Lag of every committed partition whose topic (or view) still exists. A view's
+/// offsets are its source's, so its lag is measured against the source's high watermark.
 pub fn group_lags(broker: &Broker) -> Vec<Lag> {
     broker
         .groups
@@ -24,8 +27,8 @@ pub fn group_lags(broker: &Broker) -> Vec<Lag> {
         .into_iter()
         .filter_map(|(group, topic, partition, c)| {
             let hw = broker
-                .topics
-                .get(&topic)?
+                .read_topic(&topic)?
+                .0
                 .partition(partition)?
                 .log
                 .high_watermark();
@@ -41,15 +44,52 @@ pub fn group_lags(broker: &Broker) -> Vec<Lag> {
         .collect()
 }
 
+/// Broker-wide traffic totals the console's overview reads back (Prometheus
+/// counters cannot be read): plain atomics, bumped next to the counters.
 #[derive(Default)]
-pub struct Probe;
+pub struct Traffic {
+    produce_bytes: AtomicU64,
+    produce_records: AtomicU64,
+    fetch_bytes: AtomicU64,
+    pub connections: AtomicU64,
+}
+
+/// A snapshot of [`Traffic`].
+pub struct TrafficTotals {
+    pub produce_bytes: u64,
+    pub produce_records: u64,
+    pub fetch_bytes: u64,
+    pub connections: u64,
+}
+
+#[derive(Default)]
+pub struct Probe {
+    traffic: Traffic,
+}
 
 impl Probe {
     pub fn new() -> Probe {
-        Probe
+        Probe::default()
+    }
+
+    /// Totals since start, for the console's overview.
+    pub fn counters(&self) -> TrafficTotals {
+        let t = &self.traffic;
+        TrafficTotals {
+            produce_bytes: t.produce_bytes.load(Ordering::Relaxed),
+            produce_records: t.produce_records.load(Ordering::Relaxed),
+            fetch_bytes: t.fetch_bytes.load(Ordering::Relaxed),
+            connections: t.connections.load(Ordering::Relaxed),
+        }
     }
 
     pub fn produced(&self, bytes: usize, records: i64) {
+        self.traffic
+            .produce_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.traffic
+            .produce_records
+            .fetch_add(records.max(0) as u64, Ordering::Relaxed);
         counter!("kairos_produce_bytes_total").increment(bytes as u64);
         counter!("kairos_produce_records_total").increment(records.max(0) as u64);
     }
@@ -59,6 +99,9 @@ impl Probe {
     }
 
     pub fn fetched(&self, bytes: usize) {
+        self.traffic
+            .fetch_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         counter!("kairos_fetch_bytes_total").increment(bytes as u64);
     }
 

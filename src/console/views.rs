@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::broker::Broker;
 use crate::filter::views::{View, ViewDef, ViewError};
 use crate::filter::{Input, Outcome, Script};
-use crate::log::{batch, records};
+use crate::log::records;
 
 /// Records a dry run may take, given or read.
 const MAX_RECORDS: usize = 1000;
@@ -76,15 +76,26 @@ pub async fn test(
     let input: Vec<records::Record> = match &req.topic {
         Some(topic) => {
             let limit = req.limit.unwrap_or(20).clamp(1, MAX_RECORDS);
-            match read(
-                &broker,
-                topic,
-                req.partition,
-                req.offset.unwrap_or(0),
-                limit,
-            ) {
-                Ok(r) => r,
-                Err((status, msg)) => return error(status, json!({"error": msg})),
+            let Some(t) = broker.topics.get(topic) else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": format!("no topic {topic}")}),
+                );
+            };
+            let (offset, partition) = (req.offset.unwrap_or(0), req.partition);
+            match tokio::task::spawn_blocking(move || {
+                super::topics::read_records(&t, partition, offset, limit, None)
+            })
+            .await
+            {
+                Ok(Ok((r, _))) => r,
+                Ok(Err(e)) => return e.into_response(),
+                Err(e) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"error": e.to_string()}),
+                    )
+                }
             }
         }
         None => {
@@ -144,55 +155,6 @@ pub async fn test(
     .await
     .unwrap_or_default();
     Json(json!({ "results": results })).into_response()
-}
-
-/// Up to `limit` records of a topic partition from `offset`.
-fn read(
-    broker: &Broker,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    limit: usize,
-) -> Result<Vec<records::Record>, (StatusCode, String)> {
-    let p = broker
-        .topics
-        .get(topic)
-        .and_then(|t| t.partition(partition))
-        .ok_or((
-            StatusCode::NOT_FOUND,
-            format!("no partition {partition} of topic {topic}"),
-        ))?;
-    let mut out = Vec::new();
-    let mut at = offset.max(p.log.log_start_offset());
-    while out.len() < limit {
-        let read = p
-            .log
-            .read(at, 1 << 20, p.log.high_watermark())
-            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-        if read.bytes.is_empty() {
-            break;
-        }
-        let mut pos = 0;
-        while pos < read.bytes.len() && out.len() < limit {
-            let Ok((h, size)) = batch::frame(&read.bytes[pos..]) else {
-                break;
-            };
-            let b = read.bytes.slice(pos..pos + size);
-            pos += size;
-            at = h.next_offset();
-            if h.is_control() {
-                continue;
-            }
-            let (_, recs) =
-                records::decode(&b).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
-            out.extend(
-                recs.into_iter()
-                    .filter(|r| r.offset >= offset)
-                    .take(limit - out.len()),
-            );
-        }
-    }
-    Ok(out)
 }
 
 fn view_json(v: &View) -> serde_json::Value {

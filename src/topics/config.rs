@@ -28,6 +28,17 @@ pub enum ConfigSource {
     Default = 5,
 }
 
+impl ConfigSource {
+    /// Kafka's name for the source (DescribeConfigs' `ConfigSource` enum).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigSource::DynamicTopic => "DYNAMIC_TOPIC_CONFIG",
+            ConfigSource::StaticBroker => "STATIC_BROKER_CONFIG",
+            ConfigSource::Default => "DEFAULT_CONFIG",
+        }
+    }
+}
+
 pub struct ConfigDef {
     pub name: &'static str,
     /// The broker config that sets this topic config's default.
