@@ -394,6 +394,29 @@ def test_deliver_at_past_and_exact_future(broker, topic):
         col.close()
 
 
+def test_delay_topic_grows_with_its_target(broker, topic):
+    """CreatePartitions on a target grows its delay topic too: a delay record written to a
+    new delay partition (no key) is delivered to the same new target partition."""
+    create_topic(broker.bootstrap, topic, partitions=1)
+    p = producer(broker.bootstrap, linger_ms=0)
+    send_ok(p, f"{topic}.delay", [{"value": b"first", "headers": hdrs(delay_ms=1)}])
+    from confluent_kafka.admin import NewPartitions
+    a = admin(broker.bootstrap)
+    a.create_partitions([NewPartitions(topic, 3)])[topic].result(15)
+    wait_topic(a, f"{topic}.delay", partitions=3)
+    col = Collector(broker.bootstrap, topic, partitions=3)
+    p = producer(broker.bootstrap, linger_ms=0)  # one that knows the new partitions
+    try:
+        s = send_ok(p, f"{topic}.delay", [{"value": b"late", "partition": 2,
+                                           "headers": hdrs(delay_ms=50)}])[0]
+        assert s.partition == 2
+        got = col.wait(2, timeout=15)
+        late = [g for g in got if g.rec.value == b"late"]
+        assert len(late) == 1 and late[0].rec.partition == 2, [g.rec for g in got]
+    finally:
+        col.close()
+
+
 # --------------------------------------------------------------------------- 3. partitioning
 def test_partitioning_murmur2_and_same_index(broker, topic):
     parts = 4
@@ -802,7 +825,7 @@ def test_console_listing_and_metrics(broker, topic):
         return (metric_value(text, "kairos_delay_pending", topic) == n - 1
                 and metric_value(text, "kairos_delay_fired_total", topic) == 1
                 and metric_value(text, "kairos_delay_cancelled_total", topic) == 1
-                and re.search(r"^kairos_delay_lateness_ms(_count|_sum|_bucket|\{)", text, re.M) is not None)
+                and re.search(r"^kairos_delay_lateness_seconds(_count|_sum|_bucket|\{)", text, re.M) is not None)
     try:
         wait_until(metrics_ok, 10, "delay metrics", interval=0.2)
     except AssertionError as e:

@@ -158,6 +158,26 @@ impl Broker {
         Some((self.topics.get(&v.source)?, Some(v)))
     }
 
+    /// Grows a topic to `count` partitions (CreatePartitions, the console); its delay
+    /// topic, if it has one, grows with it (a delay topic has its target's count).
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), crate::topics::TopicError> {
+        self.topics.add_partitions(name, count, validate_only)?;
+        let companion = format!("{name}{}", crate::delay::SUFFIX);
+        if let Some(d) = self.topics.get(&companion) {
+            if !validate_only && d.partition_count() < count {
+                if let Err(e) = self.topics.add_partitions(&companion, count, false) {
+                    tracing::error!(topic = %companion, "growing the delay topic with its target: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes a topic with everything that refers to it (committed offsets).
     pub fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, crate::topics::TopicError> {
         let id = self.topics.delete(name)?;

@@ -225,7 +225,7 @@ pub async fn add_partitions(
 ) -> Result<Response, ApiError> {
     let t = topic(&broker, &name)?;
     let b = broker.clone();
-    tokio::task::spawn_blocking(move || b.topics.add_partitions(&name, req.count, false))
+    tokio::task::spawn_blocking(move || b.add_partitions(&name, req.count, false))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(topic_error)?;

@@ -15,11 +15,7 @@ pub fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> Bytes {
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name);
-        match ctx
-            .broker
-            .topics
-            .add_partitions(&name, t.count, req.validate_only)
-        {
+        match ctx.broker.add_partitions(&name, t.count, req.validate_only) {
             Ok(()) => r.error_code = NONE,
             Err(e) => {
                 r.error_code = errors::topic_error(&e);
