@@ -28,7 +28,7 @@ die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
 START_TS=$(date +%s)
 
 # ---------------------------------------------------------------- 1. apt packages
-APT_PKGS=(kcat libclang-dev clang cmake build-essential python3-venv pkg-config ca-certificates)
+APT_PKGS=(kcat libclang-dev clang cmake build-essential python3-venv pkg-config ca-certificates chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

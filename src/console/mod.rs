@@ -298,7 +298,6 @@ async fn overview(State(broker): State<Arc<Broker>>) -> Response {
     }
     let (host, port) = broker.config.advertised();
     let counters = broker.probe.counters();
-    let pending: u64 = broker.delays.overview().iter().map(|t| t.pending).sum();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "cluster_id": broker.cluster_id,
@@ -318,7 +317,7 @@ async fn overview(State(broker): State<Arc<Broker>>) -> Response {
         "connections": counters.connections,
         "groups": broker.groups.list_groups(&[], &[]).len(),
         "views": broker.views.list().len(),
-        "delays_pending": pending,
+        "delays_pending": broker.delays.pending_total(),
         "auth": broker.config.console_token.is_some(),
     }))
     .into_response()

@@ -256,6 +256,11 @@ impl Delays {
         self.stats.lock().get(target).copied()
     }
 
+    /// Pending delays over all targets (from the counters; no scan).
+    pub fn pending_total(&self) -> u64 {
+        self.stats.lock().values().map(|s| s.pending).sum()
+    }
+
     /// Up to `limit` pending records of a target, by id.
     pub fn pending(&self, target: &str, limit: usize) -> Vec<PendingRecord> {
         let db = self.store.db();
