@@ -22,6 +22,7 @@ use crate::console::{self, Probe};
 use crate::delay::Delays;
 use crate::filter::views::{View, Views};
 use crate::groups::GroupCoordinator;
+use crate::quotas::Quotas;
 use crate::store::MetaStore;
 use crate::topics::Topic;
 use crate::topics::TopicRegistry;
@@ -43,6 +44,8 @@ pub struct Broker {
     pub delays: Delays,
     /// Views: read-only topics made of a source topic and a script.
     pub views: Views,
+    /// Client quotas: produce/fetch byte rates per client id.
+    pub quotas: Quotas,
     pub probe: Probe,
     /// Wall-clock start (ms since the epoch), for the console.
     pub started_at_ms: i64,
@@ -102,6 +105,7 @@ impl Broker {
             config.fsync == FsyncPolicy::Always,
         );
         let views = Views::open(store.clone())?;
+        let quotas = Quotas::open(store.clone())?;
         let (tx, rx) = watch::channel(false);
         let broker = Arc::new(Broker {
             config,
@@ -112,6 +116,7 @@ impl Broker {
             txns,
             delays,
             views,
+            quotas,
             probe: Probe::new(),
             started_at_ms: crate::util::now_ms(),
             stopping: rx.clone(),

@@ -17,6 +17,7 @@ pub mod filter;
 pub mod groups;
 pub mod log;
 pub mod protocol;
+pub mod quotas;
 pub mod store;
 pub mod topics;
 pub mod txn;

@@ -1,7 +1,8 @@
 //! The embedded RocksDB that holds the broker's small state, one column family
 //! per owner: `cluster` (cluster id, producer id blocks), `topics` (topic
 //! metadata), `groups` (group metadata), `offsets` (committed offsets), `txns`
-//! (transaction state), `delay_*` (the delay wheel, binary keys, see `src/delay`).
+//! (transaction state), `delay_*` (the delay wheel, binary keys, see `src/delay`),
+//! `views`, `quotas` (client quotas).
 //!
 //! Metadata writes are rare and synced (WAL fsync) before they are acknowledged.
 
@@ -32,6 +33,8 @@ pub const CF_DELAY_IDS: &str = "delay_ids";
 pub const CF_DELAY_META: &str = "delay_meta";
 /// View definitions (`src/filter/views.rs`).
 pub const CF_VIEWS: &str = "views";
+/// Client quotas (`src/quotas`).
+pub const CF_QUOTAS: &str = "quotas";
 const CFS: &[&str] = &[
     CF_CLUSTER,
     CF_TOPICS,
@@ -42,6 +45,7 @@ const CFS: &[&str] = &[
     CF_DELAY_IDS,
     CF_DELAY_META,
     CF_VIEWS,
+    CF_QUOTAS,
 ];
 
 /// Thread-safe (RocksDB is); share it in an `Arc`.

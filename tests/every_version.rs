@@ -347,6 +347,25 @@ fn request(api: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                     .with_partition_indexes(vec![0]),
             ]))
         }
+        DescribeClientQuotas => RequestKind::DescribeClientQuotas(
+            DescribeClientQuotasRequest::default().with_components(vec![
+                describe_client_quotas_request::ComponentData::default()
+                    .with_entity_type(s("client-id"))
+                    .with_match_type(2)
+                    .with_match(None),
+            ]),
+        ),
+        AlterClientQuotas => RequestKind::AlterClientQuotas(
+            AlterClientQuotasRequest::default()
+                .with_validate_only(true)
+                .with_entries(vec![alter_client_quotas_request::EntryData::default()
+                    .with_entity(vec![alter_client_quotas_request::EntityData::default()
+                        .with_entity_type(s("client-id"))
+                        .with_entity_name(Some(s("every-version")))])
+                    .with_ops(vec![alter_client_quotas_request::OpData::default()
+                        .with_key(s("producer_byte_rate"))
+                        .with_value(1e9)])]),
+        ),
         other => panic!("no request built for {other:?}: add one when advertising a new API"),
     }
 }
@@ -470,6 +489,8 @@ fn errors(r: &ResponseKind) -> Vec<i16> {
             .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .collect(),
         ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().map(|g| g.error_code).collect(),
+        ResponseKind::DescribeClientQuotas(r) => vec![r.error_code],
+        ResponseKind::AlterClientQuotas(r) => r.entries.iter().map(|e| e.error_code).collect(),
         _ => vec![],
     }
 }

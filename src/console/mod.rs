@@ -4,8 +4,8 @@
 //!
 //! This file owns what every call shares: the router, JSON errors (`ApiError`,
 //! `JsonBody`), the body limit, the bearer token on mutating calls and the audit
-//! log. One file per resource holds its handlers. Also owns the metrics recorder
-//! and the broker's [`Probe`].
+//! log. One file per resource holds its handlers. The metrics recorder and the
+//! broker's [`Probe`] are `probe.rs`'s.
 
 mod delays;
 mod groups;
@@ -26,30 +26,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use probe::{group_lags, Lag, Probe};
+pub use probe::{group_lags, Lag, OpenConnection, PartitionProbe, Probe, RequestTimer};
 
 use crate::broker::Broker;
 
-/// One process-wide recorder (tests start several brokers in one process).
-fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        // Fails only if another recorder was installed first; then ours stays empty.
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
-}
-
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let _ = prometheus();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
@@ -110,13 +96,12 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
 }
 
 async fn metrics_text(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
-    broker.probe.sample_gauges(&broker);
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        prometheus().render(),
+        broker.probe.render(&broker),
     )
 }
 

@@ -35,6 +35,7 @@ use parking_lot::{Condvar, Mutex};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::broker::Broker;
+use crate::console::Probe;
 use crate::log::{batch, records};
 use crate::store::{MetaStore, CF_DELAY_IDS, CF_DELAY_META, CF_DELAY_WHEEL};
 use crate::topics::{Topic, TopicError};
@@ -173,8 +174,7 @@ impl Delays {
                 break;
             };
             if let (Ok(t), Some(s)) = (std::str::from_utf8(target), Stats::decode(&v)) {
-                metrics::gauge!("kairos_delay_pending", "target" => t.to_string())
-                    .set(s.pending as f64);
+                Probe::delay_pending(t, s.pending);
                 stats.insert(t.to_string(), s);
             }
         }
@@ -656,16 +656,12 @@ impl Worker {
         self.delays().write(wb).map_err(db_err)?;
         self.checkpoints.insert((delay_topic.id, partition), next);
         self.publish(target, stats);
-        metrics::counter!("kairos_delay_ingested_total", "target" => target.to_string())
-            .increment(added);
-        metrics::counter!("kairos_delay_cancelled_total", "target" => target.to_string())
-            .increment(cancelled);
+        Probe::delay_ingested(target, added, cancelled);
         Ok(next)
     }
 
     fn publish(&self, target: &str, stats: Stats) {
-        metrics::gauge!("kairos_delay_pending", "target" => target.to_string())
-            .set(stats.pending as f64);
+        Probe::delay_pending(target, stats.pending);
         self.delays().stats.lock().insert(target.to_string(), stats);
     }
 
@@ -711,8 +707,7 @@ impl Worker {
         );
         self.delays().write(wb).map_err(db_err)?;
         self.publish(&id.target, stats);
-        metrics::counter!("kairos_delay_cancelled_total", "target" => id.target.clone())
-            .increment(1);
+        Probe::delay_cancelled(&id.target);
         Ok(true)
     }
 
@@ -926,7 +921,7 @@ impl Worker {
         for (k, id, e) in entries {
             wb.delete_cf(cf_wheel, k);
             let lateness = (now - e.schedule.due_ms).max(0);
-            metrics::histogram!("kairos_delay_lateness_ms").record(lateness as f64);
+            Probe::delay_late(lateness);
             match e.schedule.next().filter(|_| delivered) {
                 Some(next) => {
                     let again = Entry {
@@ -961,8 +956,7 @@ impl Worker {
         self.sequences.insert((target.to_string(), tp), next_seq);
         self.publish(target, stats);
         if delivered {
-            metrics::counter!("kairos_delay_fired_total", "target" => target.to_string())
-                .increment(entries.len() as u64);
+            Probe::delay_fired(target, entries.len() as u64);
         }
         Ok(())
     }

@@ -44,6 +44,10 @@ pub struct Ctx {
     pub correlation_id: i32,
     pub client_id: Option<String>,
     pub peer: Option<std::net::SocketAddr>,
+    /// Size of the request (header and body), what a produce quota counts.
+    pub request_bytes: usize,
+    /// The connection's quota mute (KIP-219), set by a throttled request.
+    pub mute: super::throttle::Mute,
 }
 
 impl Ctx {
@@ -97,8 +101,10 @@ pub fn decode<T: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Resu
 pub async fn handle_frame(
     broker: &Arc<Broker>,
     peer: Option<std::net::SocketAddr>,
+    mute: &super::throttle::Mute,
     mut frame: Bytes,
 ) -> Result<Reply, Close> {
+    let request_bytes = frame.len();
     if frame.len() < 8 {
         return Err(Close::ShortFrame(frame.len()));
     }
@@ -137,6 +143,8 @@ pub async fn handle_frame(
         correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
         peer,
+        request_bytes,
+        mute: mute.clone(),
     };
     let body = &mut frame;
     use ApiKey::*;
@@ -255,6 +263,13 @@ pub async fn handle_frame(
             &ctx,
             decode(api, version, body)?,
         )),
+        DescribeClientQuotas => Reply::Now(api::client_quotas::describe(
+            &ctx,
+            decode(api, version, body)?,
+        )),
+        AlterClientQuotas => {
+            Reply::Now(api::client_quotas::alter(&ctx, decode(api, version, body)?))
+        }
         _ => Reply::Now(error_only(correlation_id)),
     };
     Ok(start(reply).await)

@@ -5,6 +5,7 @@ use kafka_protocol::ResponseError;
 
 use crate::groups::GroupError;
 use crate::log::LogError;
+use crate::quotas::QuotaError;
 use crate::topics::TopicError;
 use crate::txn::TxnError;
 
@@ -92,6 +93,15 @@ pub fn txn_error(e: &TxnError) -> i16 {
         TxnError::OperationNotAttempted => ResponseError::OperationNotAttempted.code(),
         TxnError::InvalidRequest => ResponseError::InvalidRequest.code(),
         TxnError::Storage(_) => ResponseError::CoordinatorNotAvailable.code(),
+    }
+}
+
+/// Client quota errors (DescribeClientQuotas, AlterClientQuotas).
+pub fn quota_error(e: &QuotaError) -> i16 {
+    match e {
+        QuotaError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
+        QuotaError::UnsupportedVersion(_) => ResponseError::UnsupportedVersion.code(),
+        QuotaError::Store(_) => ResponseError::KafkaStorageError.code(),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod api;
 pub mod dispatch;
 pub mod errors;
 pub mod server;
+pub mod throttle;
 pub mod versions;
 
 pub use server::serve;

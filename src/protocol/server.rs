@@ -6,7 +6,7 @@
 //! queued, which bounds memory per connection and applies back-pressure.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use super::dispatch::{self, Reply};
 use crate::broker::Broker;
+use crate::console::RequestTimer;
 
 const MAX_IN_FLIGHT: usize = 64;
 /// How long shutdown waits for connections to finish their in-flight requests.
@@ -54,12 +55,16 @@ pub async fn serve(
 
 async fn connection(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
+    let _open = broker.probe.connection_opened();
     let peer = stream.peer_addr().ok();
     let (mut rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT);
+    let (tx, rx) = mpsc::channel::<(Reply, RequestTimer)>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_replies(wr, rx));
     let max = broker.config.max_request_bytes;
+    let mute = super::throttle::Mute::default();
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // When the last read returned: the frames it completed were read then.
+    let mut read_at = Instant::now();
     'conn: loop {
         // Complete frames already buffered are handled before reading more.
         while let Some(len) = dispatch::frame_len(&buf) {
@@ -79,9 +84,14 @@ async fn connection(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch:
             }
             let mut frame = buf.split_to(total);
             let _ = frame.split_to(4);
-            match dispatch::handle_frame(&broker, peer, frame.freeze()).await {
+            let timer = broker.probe.request_started(&frame, read_at);
+            // A connection muted by a quota (KIP-219) handles nothing until the mute ends.
+            if !mute.wait(&mut shutdown).await {
+                break 'conn;
+            }
+            match dispatch::handle_frame(&broker, peer, &mute, frame.freeze()).await {
                 Ok(reply) => {
-                    if tx.send(reply).await.is_err() {
+                    if tx.send((reply, timer)).await.is_err() {
                         break 'conn; // writer gone: the peer closed
                     }
                 }
@@ -97,7 +107,7 @@ async fn connection(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch:
         tokio::select! {
             n = rd.read_buf(&mut buf) => match n {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {}
+                Ok(_) => read_at = Instant::now(),
             },
             _ = shutdown.changed() => break,
         }
@@ -106,13 +116,23 @@ async fn connection(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch:
     let _ = writer.await;
 }
 
-async fn write_replies(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) {
+async fn write_replies(
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<(Reply, RequestTimer)>,
+) {
     let mut out = BufWriter::with_capacity(64 * 1024, wr);
-    while let Some(reply) = rx.recv().await {
+    while let Some((reply, timer)) = rx.recv().await {
         let bytes = match reply {
             Reply::Nothing => None,
             Reply::Now(b) => Some(b),
-            Reply::Later(f) => f.await,
+            Reply::Later(f) => {
+                // Replies already buffered leave before the wait (a long-poll can take
+                // seconds), not after it.
+                if !out.buffer().is_empty() && out.flush().await.is_err() {
+                    return;
+                }
+                f.await
+            }
         };
         if let Some(b) = bytes {
             if b.is_empty() {
@@ -122,6 +142,7 @@ async fn write_replies(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiv
                 return;
             }
         }
+        timer.replied();
         // Flush when nothing else is ready, so pipelined replies share a syscall.
         if rx.is_empty() && out.flush().await.is_err() {
             return;

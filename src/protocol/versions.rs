@@ -45,6 +45,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     r(ApiKey::CreatePartitions, 0, 3),
     r(ApiKey::IncrementalAlterConfigs, 0, 1),
     r(ApiKey::DescribeCluster, 0, 1),
+    r(ApiKey::DescribeClientQuotas, 0, 1),
+    r(ApiKey::AlterClientQuotas, 0, 1),
     r(ApiKey::InitProducerId, 0, 5),
     r(ApiKey::JoinGroup, 0, 9),
     r(ApiKey::SyncGroup, 0, 5),

@@ -19,6 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::console::PartitionProbe;
 use crate::log::{LogError, PartitionLog};
 use crate::store::{MetaStore, StoreError, CF_TOPICS};
 
@@ -66,6 +67,8 @@ pub struct Partition {
     pub topic: String,
     pub index: i32,
     pub log: PartitionLog,
+    /// Its traffic counters for `/metrics`; they go with the partition.
+    pub probe: PartitionProbe,
 }
 
 pub struct Topic {
@@ -229,6 +232,7 @@ impl TopicRegistry {
             topic: topic.to_string(),
             index,
             log,
+            probe: PartitionProbe::default(),
         })
     }
 

@@ -24,6 +24,8 @@ use crate::protocol::dispatch::{Ctx, Reply};
 use crate::protocol::errors::{
     self, check_leader_epoch, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
 };
+use crate::protocol::throttle;
+use crate::quotas::QuotaKind;
 use crate::topics::Partition;
 
 /// Upper bound on a long-poll, whatever the client asks.
@@ -81,8 +83,10 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
         topics.push((resp_topic, wanted));
     }
     let committed = req.isolation_level == 1;
-    let max_bytes = req.max_bytes.max(0) as usize;
-    let min_bytes = req.min_bytes.max(0) as usize;
+    // A client with a fetch quota gets at most what one quota window allows (Kafka).
+    let quota_max = ctx.broker.quotas.max_fetch_bytes(ctx.client_id.as_deref());
+    let max_bytes = (req.max_bytes.max(0) as usize).min(quota_max.unwrap_or(usize::MAX));
+    let min_bytes = (req.min_bytes.max(0) as usize).min(max_bytes);
     let wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS) as u64);
     Reply::Later(
         async move {
@@ -104,8 +108,7 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
                     || wakers.is_empty()
                     || Instant::now() >= deadline;
                 if done {
-                    ctx.broker.probe.fetched(bytes);
-                    return Some(ctx.encode(&resp));
+                    return Some(within_quota(&ctx, &topics, &resp));
                 }
                 let mut stopping = ctx.broker.stopping.clone();
                 tokio::select! {
@@ -121,6 +124,47 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
         }
         .boxed(),
     )
+}
+
+/// The encoded response, counted against the client's fetch quota. Over the
+/// quota, as in Kafka, the client gets an empty response with the throttle
+/// time instead (its bytes are taken back) and the connection is muted.
+fn within_quota(
+    ctx: &Ctx,
+    topics: &[(FetchableTopicResponse, Vec<Wanted>)],
+    resp: &FetchResponse,
+) -> Bytes {
+    let encoded = ctx.encode(resp);
+    let throttle_ms = throttle::record(ctx, QuotaKind::Fetch, encoded.len());
+    if throttle_ms == 0 {
+        count_fetched(ctx, topics, resp);
+        return encoded;
+    }
+    throttle::unrecord(ctx, QuotaKind::Fetch, encoded.len());
+    ctx.encode(
+        &FetchResponse::default()
+            .with_throttle_time_ms(throttle_ms)
+            .with_error_code(NONE)
+            .with_session_id(0),
+    )
+}
+
+/// Counts each partition's batches in a response that is sent (`read_all` builds
+/// `resp` in the order of `topics`). A view's count under its source topic.
+fn count_fetched(
+    ctx: &Ctx,
+    topics: &[(FetchableTopicResponse, Vec<Wanted>)],
+    resp: &FetchResponse,
+) {
+    for ((_, wanted), sent) in topics.iter().zip(&resp.responses) {
+        for (w, pd) in wanted.iter().zip(&sent.partitions) {
+            if let (Some(p), Some(records)) = (&w.partition, &pd.records) {
+                if !records.is_empty() {
+                    ctx.broker.probe.fetched(p, records);
+                }
+            }
+        }
+    }
 }
 
 fn read_all(
@@ -184,9 +228,13 @@ fn read_all(
                     }
                 }
             };
-            // A view's batches: the source's, filtered and transformed (never larger).
+            // A view's batches: the source's, filtered and transformed (larger only when a
+            // script lengthens values). A large read is filtered off the reactor.
             let records = match &w.view {
-                Some(v) if !records.is_empty() => v.filter(&records, p.index),
+                Some(v) if !records.is_empty() => {
+                    let more = |from| log.read(from, budget.max(1), upper).ok().map(|r| r.bytes);
+                    v.filter_for_fetch(records, p.index, upper, budget.max(1), more)
+                }
                 _ => records,
             };
             total += records.len();

@@ -17,6 +17,8 @@ use crate::protocol::errors::{
     self, INVALID_RECORD, INVALID_REQUIRED_ACKS, INVALID_TOPIC, NONE, STORAGE_ERROR,
     UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION,
 };
+use crate::protocol::throttle;
+use crate::quotas::QuotaKind;
 use crate::topics::Partition;
 use crate::util::now_ms;
 
@@ -59,7 +61,7 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
                             if is_delay {
                                 ctx.broker.delays.wake();
                             }
-                            probe.produced(records.len(), info.record_count);
+                            probe.produced(&p, records.len(), info.record_count);
                             pr.error_code = NONE;
                             pr.base_offset = info.base_offset;
                             pr.log_append_time_ms = info.log_append_time_ms;
@@ -99,6 +101,8 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
         }
         resp.responses.push(tr);
     }
+    // Client quota: the request's size, after the append (acks=0 is muted too).
+    resp.throttle_time_ms = throttle::record(&ctx, QuotaKind::Produce, ctx.request_bytes);
     if acks == 0 {
         return Reply::Nothing;
     }
