@@ -9,10 +9,11 @@
 //! cargo bench --bench kbench -- --out results.md --only produce,latency
 //! cargo bench --bench kbench -- --only groups      # the consumer-group table only, about 1 minute
 //! cargo bench --bench kbench -- --only delay       # the delay-topic table only, about 4 minutes
+//! cargo bench --bench kbench -- --only metrics     # the /metrics row only, about 20 seconds
 //! ```
 //!
 //! `--only` takes broker words (`default`, `fsync`) and scenario words (`produce`, `consume`, `view`,
-//! `latency`, `groups`, `txn`, `delay`); each kind left out of a list means all of that kind. The
+//! `latency`, `groups`, `txn`, `delay`, `metrics`); each kind left out of a list means all of that kind. The
 //! `--fsync always` broker is started only when produce or latency scenarios are selected.
 //!
 //! It builds and starts the broker itself: the binary is `$KAIROS_BIN`, else the `kairos`
@@ -52,10 +53,13 @@
 //!   `BaseConsumer::poll`, one call per record (the rdkafka crate's API); row 9b with
 //!   `rd_kafka_consume_batch_queue`, up to 8192 per call (as confluent-kafka-python's
 //!   `consume(num_messages)` does). The difference is client overhead only.
-//! * V1, V2 (`--only view`): a topic of `--consume-records`/10 records of 1 KiB JSON read from
-//!   offset 0 with the batch API, directly (V1) and through a view whose script
+//! * V1-V3 (`--only view`): a topic of `--consume-records`/10 records of 1 KiB JSON
+//!   (`{"city":"beijing","price":P,"pad":"xx…"}`, P cycling over 11..=110, the last record's
+//!   110) read from offset 0 with the batch API, directly (V1), through a view whose script
 //!   (`json.city == "beijing" && json.price > 10`) keeps every record (V2: each record is
-//!   decoded, parsed as JSON, run through the script and re-encoded); runs interleaved.
+//!   decoded, parsed as JSON and run through the script), and through a view keeping 10 %
+//!   (V3: `json.price > 100`, so most batches are re-encoded). V3's records/s and CPU s/M
+//!   count source records filtered, not records received; runs interleaved.
 //! * 10a, 10b (`--fsync always`), 10c (linger.ms=0): produce latency: 50,000 records/s
 //!   (`--latency-rate`) of 100 B with acks=all for `--latency-secs` (10) on a
 //!   `ThreadedProducer`, paced in 200 µs steps. A record's latency is
@@ -112,6 +116,18 @@
 //!   (10,000,000; 200,000 with `--quick`) records with deliver-at = now + 1 day are all pending
 //!   (produced with batch.size=1000000, linger.ms=50); the figure is the growth. The notes give
 //!   the ingest rate.
+//!
+//! ### /metrics (default-fsync broker started by kbench, after the rows above)
+//! * M1: 100 fresh topics of 10 partitions (1,000 partitions) get 10 records of 100 B in each
+//!   partition (acks=1), and 100 groups commit offset 4 on every partition of one topic each
+//!   (standalone OffsetCommit v8 on a raw connection), so `/metrics` carries 1,000 series of
+//!   each partition gauge and 1,000 group lags. Each run then GETs `/metrics` 50 times in a row
+//!   (a new connection each, `Connection: close`), each timed from connect to the response's
+//!   last byte; the row quotes the median over runs of each run's p50, p99 and max, and the
+//!   response size. The run fails unless the response holds the 1,000 group lags. Target: p99
+//!   ≤ 20 ms. The notes give each run's sample count and the p50 of 50 `GET /healthz` (the
+//!   HTTP round trip alone). Skipped with `--bootstrap` / `--broker-cmd` (it needs the console). The topics are
+//!   deleted afterwards (their committed offsets with them).
 //!
 //! ## Columns
 //! * **records/s**: median acknowledged (produce) or received (consume) records per second.
@@ -227,7 +243,7 @@ struct Args {
     /// Seconds per latency run [10, --quick: 1].
     #[arg(long, value_name = "S")]
     latency_secs: Option<f64>,
-    /// Only these: any of default,fsync (brokers) and produce,consume,latency,groups,txn,delay (kinds).
+    /// Only these: any of default,fsync (brokers) and produce,consume,latency,groups,txn,view,delay,metrics (kinds).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     only: Vec<String>,
     /// Records per delay ingest and fire run (D1, D2) [1000000, --quick: 100000].
@@ -304,12 +320,14 @@ struct Selection {
     txn: bool,
     view: bool,
     delay: bool,
+    metrics: bool,
 }
 
 impl Selection {
     fn parse(only: &[String]) -> Result<Selection, String> {
         let known = [
             "default", "fsync", "produce", "consume", "latency", "groups", "txn", "view", "delay",
+            "metrics",
         ];
         for w in only {
             if !known.contains(&w.as_str()) {
@@ -322,7 +340,7 @@ impl Selection {
         let has = |w: &str| only.iter().any(|x| x == w);
         let any_group = has("default") || has("fsync");
         let any_kind = [
-            "produce", "consume", "latency", "groups", "txn", "delay", "view",
+            "produce", "consume", "latency", "groups", "txn", "delay", "view", "metrics",
         ]
         .iter()
         .any(|w| has(w));
@@ -336,6 +354,7 @@ impl Selection {
             txn: !any_kind || has("txn"),
             view: !any_kind || has("view"),
             delay: !any_kind || has("delay"),
+            metrics: !any_kind || has("metrics"),
         })
     }
 }
@@ -1739,58 +1758,114 @@ fn txn_run(
     })
 }
 
-/// V1/V2: a topic of 1 KiB JSON records read directly and through a view whose script
-/// (`json.city == "beijing" && json.price > 10`) keeps every record, so each one is decoded,
-/// run through the script and re-encoded; runs interleaved. The consumer takes batches
-/// (`rd_kafka_consume_batch_queue`) as in row 9b.
+/// The value of record `i` of `n` in the view rows: 1 KiB of JSON whose price cycles over
+/// 11..=110 and is 110 for the last record.
+fn view_value(i: u64, n: u64) -> Vec<u8> {
+    let price = 110 - (n - 1 - i) % 100;
+    let mut v = format!(r#"{{"city":"beijing","price":{price},"pad":""#).into_bytes();
+    v.resize(1022, b'x');
+    v.extend_from_slice(br#""}"#);
+    v
+}
+
+/// How many of the `n` records of [`view_value`] have a price above 100.
+fn view_selected(n: u64) -> u64 {
+    n / 100 * 10 + (n % 100).min(10)
+}
+
+/// Produces the `n` records of [`view_value`] with acks=1 (one `send` each, values copied).
+fn produce_view_values(bootstrap: &str, topic: &str, n: u64, plan: &Plan) -> Result<(), String> {
+    let producer: BaseProducer<ProdCtx> = producer_config(bootstrap, "1", 5, plan)
+        .create_with_context(ProdCtx::new(None))
+        .map_err(|e| format!("producer: {e}"))?;
+    wait_topic(producer.client(), topic)?;
+    let mut i = 0;
+    while i < n {
+        let value = view_value(i, n);
+        let rec = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0).payload(&value[..]);
+        match producer.send(rec) {
+            Ok(()) => {
+                i += 1;
+                if i & 1023 == 0 {
+                    producer.poll(Duration::ZERO);
+                }
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                producer.poll(Duration::from_millis(1))
+            }
+            Err((e, _)) => return Err(format!("send: {e}")),
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| format!("flush: {e}"))?;
+    let ok = producer.context().ok.load(Ordering::Relaxed);
+    if ok != n {
+        return Err(format!("{ok} of {n} records acknowledged"));
+    }
+    Ok(())
+}
+
+/// V1-V3: a topic of 1 KiB JSON records read directly, through a view whose script keeps
+/// every record (each one decoded, parsed as JSON and run through the script; batches pass
+/// as stored) and through one that keeps 10 % (batches re-encoded); runs interleaved. The
+/// consumer takes batches (`rd_kafka_consume_batch_queue`) as in row 9b.
 fn view_rows(server: &Server, plan: &Plan, admin: &mut Admin) -> Vec<Row> {
     let Some(console) = server.console else {
         return Vec::new();
     };
     let n = (plan.consume_records / 10).max(1);
-    let mut value = br#"{"city":"beijing","price":42,"pad":""#.to_vec();
-    value.resize(1022, b'x');
-    value.extend_from_slice(br#""}"#);
     let topic = admin.topic("vsrc");
-    let view = format!("{topic}-view");
     let records = thousands(n as f64);
-    eprintln!("kbench: V1/V2: pre-filling {records} × 1 KiB JSON records");
-    let mut error = produce_run(
-        server.bootstrap,
-        None,
-        &topic,
-        &value,
-        "1",
-        Amount::Records(n),
-        plan,
-    )
-    .err()
-    .map(|e| format!("pre-fill: {e}"));
-    if error.is_none() {
-        let def = format!(
-            r#"{{"name":"{view}","source":"{topic}","script":"json.city == \"beijing\" && json.price > 10"}}"#
-        );
-        match http_call(console, "POST", "/api/v1/views", Some(&def)) {
-            Some((201, _)) => {}
-            other => error = Some(format!("creating the view: {other:?}")),
+    eprintln!("kbench: V1-V3: pre-filling {records} × 1 KiB JSON records");
+    let mut error = produce_view_values(server.bootstrap, &topic, n, plan)
+        .err()
+        .map(|e| format!("pre-fill: {e}"));
+    let scripts = [
+        ("all", r#"json.city == \"beijing\" && json.price > 10"#),
+        ("tenth", r#"json.city == \"beijing\" && json.price > 100"#),
+    ];
+    let mut views = Vec::new();
+    for (suffix, script) in scripts {
+        let view = format!("{topic}-{suffix}");
+        if error.is_none() {
+            let def = format!(r#"{{"name":"{view}","source":"{topic}","script":"{script}"}}"#);
+            match http_call(console, "POST", "/api/v1/views", Some(&def)) {
+                Some((201, _)) => {}
+                other => error = Some(format!("creating the view: {other:?}")),
+            }
         }
+        views.push(view);
     }
+    let selected = view_selected(n);
+    // (id, topic or view, records the consumer receives, description)
     let cases = [
         (
             "V1",
             topic.clone(),
+            n,
             format!("consume {records} × 1 KiB JSON records, the topic itself, batch"),
         ),
         (
             "V2",
-            view.clone(),
-            format!("the same through a view with a JSON filter that keeps every record"),
+            views[0].clone(),
+            n,
+            "the same through a view with a JSON filter that keeps every record".to_string(),
+        ),
+        (
+            "V3",
+            views[1].clone(),
+            selected,
+            format!(
+                "the same through a view keeping 10 % ({}); records/s and CPU s/M per source record",
+                thousands(selected as f64)
+            ),
         ),
     ];
-    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); 2];
-    let mut errors: Vec<Option<String>> = vec![error.clone(), error];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); cases.len()];
+    let mut errors: Vec<Option<String>> = vec![error; cases.len()];
     for i in 0..plan.repeats {
-        for (k, (id, t, _)) in cases.iter().enumerate() {
+        for (k, (id, t, expect, _)) in cases.iter().enumerate() {
             if errors[k].is_some() {
                 continue;
             }
@@ -1800,14 +1875,17 @@ fn view_rows(server: &Server, plan: &Plan, admin: &mut Admin) -> Vec<Row> {
                 t,
                 &format!("{t}-{i}"),
                 ConsumeApi::Batch,
-                Some(n),
+                Some(*expect),
                 plan,
             ) {
-                Ok(run) => {
+                Ok(mut run) => {
+                    // Rates per source record: the view read all n of them.
+                    run.records = n;
                     eprintln!(
-                        "kbench:   {id} run {}: {} records/s",
+                        "kbench:   {id} run {}: {} records/s, {} broker CPU s/M",
                         i + 1,
-                        thousands(run.rate())
+                        thousands(run.rate()),
+                        opt(run.broker_s_per_m(), |x| format!("{x:.2}"))
                     );
                     runs[k].push(run);
                 }
@@ -1819,18 +1897,30 @@ fn view_rows(server: &Server, plan: &Plan, admin: &mut Admin) -> Vec<Row> {
             std::thread::sleep(plan.settle);
         }
     }
-    let _ = http_call(console, "DELETE", &format!("/api/v1/views/{view}"), None);
+    for view in &views {
+        let _ = http_call(console, "DELETE", &format!("/api/v1/views/{view}"), None);
+    }
     admin.delete(&topic);
+    // Target: a view costs at most 3x the broker CPU per record of reading the topic.
+    let direct = med_of(&runs[0], Run::broker_s_per_m);
     cases
         .into_iter()
         .zip(runs.into_iter().zip(errors))
-        .map(|((id, _, name), (runs, error))| Row {
+        .map(|((id, _, _, mut name), (runs, error))| {
+            if let (Some(d), Some(v)) = (direct, med_of(&runs, Run::broker_s_per_m)) {
+                if id != "V1" && d > 0.0 {
+                    let _ = write!(name, "; broker CPU per record {:.1}× V1's (≤ 3×)", v / d);
+                }
+            }
+            (id, name, runs, error)
+        })
+        .map(|(id, name, runs, error)| Row {
             id,
             name,
             kind: Kind::Throughput,
             runs,
             error,
-            target: (id == "V2").then_some(Target::MinRate(300_000.0)),
+            target: (id != "V1").then_some(Target::MinRate(300_000.0)),
         })
         .collect()
 }
@@ -2058,6 +2148,217 @@ fn txn_rows(server: &Server, plan: &Plan, admin: &mut Admin) -> Vec<Row> {
         });
     }
     rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// /metrics render time
+
+/// M1's broker: topics of `METRICS_PARTITIONS` partitions each, records per partition, and
+/// groups that each commit every partition of one topic.
+const METRICS_TOPICS: usize = 100;
+const METRICS_PARTITIONS: i32 = 10;
+const METRICS_RECORDS_EACH: usize = 10;
+const METRICS_GROUPS: usize = 100;
+/// Offset each group commits (lag = records per partition minus this).
+const METRICS_COMMITTED: i64 = 4;
+/// GETs per run.
+const METRICS_GETS: usize = 50;
+/// The issue's target for one GET /metrics.
+const METRICS_TARGET_MS: f64 = 20.0;
+
+/// M1: the time of `GET /metrics` with 1,000 partitions and 1,000 committed offsets.
+fn metrics_rows(server: &Server, plan: &Plan, admin: &mut Admin) -> Vec<Row> {
+    let Some(console) = server.console else {
+        return Vec::new();
+    };
+    let partitions = METRICS_TOPICS * METRICS_PARTITIONS as usize;
+    let name = format!(
+        "GET /metrics × {METRICS_GETS}: {} partitions ({METRICS_TOPICS} topics × {METRICS_PARTITIONS}, \
+         {METRICS_RECORDS_EACH} records each), {METRICS_GROUPS} groups × {METRICS_PARTITIONS} committed offsets",
+        thousands(partitions as f64)
+    );
+    eprintln!("kbench: M1: {name}");
+    let mut topics = Vec::new();
+    let setup = metrics_setup(server.bootstrap, plan, admin, &mut topics);
+    let (runs, error) = match setup {
+        Err(e) => (Vec::new(), Some(format!("setup: {e}"))),
+        Ok(()) => repeat_runs(
+            plan,
+            "M1",
+            |r| {
+                let l = r.lat.clone().unwrap_or_default();
+                format!(
+                    "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} bytes",
+                    l.p50,
+                    l.p99,
+                    l.max,
+                    r.value.unwrap_or(0.0)
+                )
+            },
+            |_| metrics_run(console, server.pid),
+        ),
+    };
+    for t in &topics {
+        admin.delete(t);
+    }
+    vec![Row {
+        id: "M1",
+        name,
+        kind: Kind::Metrics,
+        runs,
+        error,
+        target: Some(Target::MaxP99(METRICS_TARGET_MS)),
+    }]
+}
+
+/// Creates M1's topics (names pushed to `topics`, so the caller deletes them whatever
+/// happens), produces to every partition and commits the groups' offsets.
+fn metrics_setup(
+    bootstrap: &str,
+    plan: &Plan,
+    admin: &mut Admin,
+    topics: &mut Vec<String>,
+) -> Result<(), String> {
+    for _ in 0..METRICS_TOPICS {
+        topics.push(admin.topic_n("m", METRICS_PARTITIONS));
+    }
+    let producer: BaseProducer<ProdCtx> = producer_config(bootstrap, "1", 5, plan)
+        .create_with_context(ProdCtx::new(None))
+        .map_err(|e| format!("producer: {e}"))?;
+    for t in topics.iter() {
+        let n = wait_topic(producer.client(), t)?;
+        if n != METRICS_PARTITIONS as usize {
+            return Err(format!(
+                "topic {t} has {n} partitions, not {METRICS_PARTITIONS} (this scenario needs CreateTopics)"
+            ));
+        }
+    }
+    let value = value_bytes(100);
+    for t in topics.iter() {
+        for p in 0..METRICS_PARTITIONS {
+            for _ in 0..METRICS_RECORDS_EACH {
+                let mut rec = BaseRecord::<(), [u8], usize>::with_opaque_to(t, 0)
+                    .payload(&value[..])
+                    .partition(p);
+                loop {
+                    match producer.send(rec) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            rec = r;
+                            producer.poll(Duration::from_millis(10));
+                        }
+                        Err((e, _)) => return Err(format!("send to {t}-{p}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(|e| format!("flush: {e}"))?;
+    let expect = (METRICS_TOPICS * METRICS_PARTITIONS as usize * METRICS_RECORDS_EACH) as u64;
+    let ok = producer.context().ok.load(Ordering::Relaxed);
+    if ok != expect {
+        return Err(format!("{ok} of {expect} records acknowledged"));
+    }
+    // Group g commits every partition of topic g (standalone commits, generation -1).
+    let rt = raw_runtime()?;
+    rt.block_on(async {
+        let mut conn = RawConn::connect(bootstrap).await?;
+        for g in 0..METRICS_GROUPS {
+            let topic = &topics[g % topics.len()];
+            let group = format!("{topic}-g{g}");
+            let req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(sb(group.clone())))
+                .with_generation_id_or_member_epoch(-1)
+                .with_member_id(StrBytes::default())
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(sb(topic.clone())))
+                    .with_partitions(
+                        (0..METRICS_PARTITIONS)
+                            .map(|p| {
+                                OffsetCommitRequestPartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(METRICS_COMMITTED)
+                            })
+                            .collect(),
+                    )]);
+            let resp: OffsetCommitResponse = conn
+                .call(ApiKey::OffsetCommit, 8, &req, RAW_TIMEOUT)
+                .await?;
+            check_commit(&resp, METRICS_PARTITIONS, &group)?;
+        }
+        Ok::<(), String>(())
+    })
+}
+
+/// One M1 run: `METRICS_GETS` sequential GETs, each timed from connect to the response's last
+/// byte (`Connection: close`). The response must hold every partition's and group's series.
+fn metrics_run(console: &str, pid: Option<u32>) -> Result<Run, String> {
+    let partitions = METRICS_TOPICS * METRICS_PARTITIONS as usize;
+    let lags = METRICS_GROUPS * METRICS_PARTITIONS as usize;
+    let meter = Meter::start(pid);
+    let t0 = Instant::now();
+    let mut times = Vec::with_capacity(METRICS_GETS);
+    let mut body = String::new();
+    for _ in 0..METRICS_GETS {
+        let t = Instant::now();
+        let (code, b) =
+            http_get(console, "/metrics").ok_or_else(|| "GET /metrics: no answer".to_string())?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if code != 200 {
+            return Err(format!("GET /metrics: HTTP {code}"));
+        }
+        body = b;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let metered = meter.stop();
+    // The same round trip for a constant answer: what HTTP and the client cost by themselves.
+    let mut base = Vec::with_capacity(METRICS_GETS);
+    for _ in 0..METRICS_GETS {
+        let t = Instant::now();
+        let _ = http_get(console, "/healthz");
+        base.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    base.sort_by(|a, b| a.total_cmp(b));
+    let count = |prefix: &str| body.lines().filter(|l| l.starts_with(prefix)).count();
+    let samples = body
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    let (hw, lag) = (
+        count("kairos_partition_high_watermark{"),
+        count("kairos_group_lag_records{"),
+    );
+    if lag < lags {
+        return Err(format!(
+            "the response has {lag} kairos_group_lag_records series, expected at least {lags}"
+        ));
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| times[((p * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1];
+    let mut run = Run {
+        records: METRICS_GETS as u64,
+        bytes: body.len() as u64 * METRICS_GETS as u64,
+        secs,
+        lat: Some(Lat {
+            rate: METRICS_GETS as f64 / secs,
+            p50: q(0.50),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: q(1.0),
+            early: 0,
+        }),
+        value: Some(body.len() as f64),
+        ..Run::default()
+    };
+    apply(metered, &mut run);
+    run.note = Some(format!(
+        "{samples} samples, {hw} of {partitions} partitions' high watermarks, {lag} group lags; \
+         GET /healthz p50 {:.2} ms",
+        base[base.len() / 2]
+    ));
+    Ok(run)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3589,6 +3890,8 @@ enum Kind {
     Latency,
     Group(GroupFig),
     Delay(DelayFig),
+    /// `GET /metrics` times (`Run::lat`, ms) and response size (`Run::value`, bytes).
+    Metrics,
 }
 
 /// What a consumer-groups row reports.
@@ -4009,6 +4312,66 @@ impl Report {
                 );
             }
         }
+        let mt: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.kind == Kind::Metrics)
+            .collect();
+        if !mt.is_empty() {
+            let _ = writeln!(s, "\n## /metrics (connect to last byte of the response)\n");
+            let _ = writeln!(
+                s,
+                "| # | scenario | p50 ms | p99 ms | max ms | bytes | broker CPU ms/GET | broker CPU % | other CPU % | target | runs (p50 / p99 ms) |"
+            );
+            let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|");
+            for r in mt {
+                if let Some(e) = &r.error {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | failed: {} | | | | | | | | |",
+                        r.id,
+                        r.name,
+                        e.replace('\n', " ").replace('|', "/")
+                    );
+                    continue;
+                }
+                let l = |f: fn(&Lat) -> f64| med_of(&r.runs, move |x| x.lat.as_ref().map(f));
+                let p99 = l(|x| x.p99);
+                let target = match (&r.target, p99) {
+                    (Some(Target::MaxP99(t)), Some(v)) => format!(
+                        "p99 ≤ {t} ms: {}",
+                        if v <= *t { "met" } else { "**missed**" }
+                    ),
+                    _ => String::new(),
+                };
+                let runs: Vec<String> = r
+                    .runs
+                    .iter()
+                    .filter_map(|x| x.lat.as_ref())
+                    .map(|l| format!("{:.2} / {:.2}", l.p50, l.p99))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.id,
+                    r.name,
+                    opt(l(|x| x.p50), |v| format!("{v:.2}")),
+                    opt(p99, |v| format!("{v:.2}")),
+                    opt(l(|x| x.max), |v| format!("{v:.2}")),
+                    opt(med_of(&r.runs, |x| x.value), thousands),
+                    opt(
+                        med_of(&r.runs, |x| x
+                            .broker_cpu
+                            .map(|c| c * 1e3 / x.records.max(1) as f64)),
+                        |v| format!("{v:.2}")
+                    ),
+                    opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
+                    target,
+                    runs.join(" · ")
+                );
+            }
+        }
         if !self.brokers.is_empty() {
             let _ = writeln!(s, "\n## Broker memory\n");
             let _ = writeln!(
@@ -4301,6 +4664,9 @@ fn run_group(
     }
     if sel.view && !fsync_always {
         rows.extend(view_rows(server, plan, &mut admin));
+    }
+    if sel.metrics && !fsync_always {
+        rows.extend(metrics_rows(server, plan, &mut admin));
     }
     if sel.delay && !fsync_always {
         rows.extend(delay_rows(server, plan, &mut admin));
@@ -4599,6 +4965,12 @@ fn real_main(args: Args) -> Result<(), String> {
             ));
             *trouble.borrow_mut() = true;
         }
+    }
+    if sel.metrics && sel.default_group && (args.bootstrap.is_some() || args.broker_cmd.is_some()) {
+        report.notes.push(
+            "row M1 (/metrics) skipped: it reads the kairos console, whose address is known only when the harness starts kairos"
+                .into(),
+        );
     }
     if sel.delay && sel.default_group && (args.bootstrap.is_some() || args.broker_cmd.is_some()) {
         report.notes.push(

@@ -1,18 +1,23 @@
 """Views (DESIGN.md "Views" and "View scripts"): a view defined in the console is read by
 stock consumers by name, with or without a group, and holds only the kept records,
 transformed, at the source's offsets; a fully dropped range never stalls a consumer
-(librdkafka and kafka-python); compressed source batches work; produce to a view is
-refused; bad definitions get 4xx JSON; views survive a restart."""
+(librdkafka, kcat, kafka-python, kafkajs) nor makes kafkajs skip records after it;
+compressed source batches work; a group's lag on a view is shown by the console;
+produce to a view is refused; bad definitions get 4xx JSON; views survive a restart."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import time
 
 import pytest
 from confluent_kafka import KafkaError
 from kafka import KafkaConsumer, TopicPartition as KTopicPartition
 
-from kutil import console_call, consume, consumer, create_topic, produce_all, producer
+from kutil import (NODE_DIR, console_call, consume, consumer, create_topic, kafkajs, kcat,
+                   produce_all, producer)
 
 
 def call(broker, method: str, path: str, body=None) -> tuple[int, dict]:
@@ -80,6 +85,107 @@ def test_transform_and_kafka_python_skips_dropped_ranges(broker, topic):
     # librdkafka reading from the middle of a dropped range reaches the last record too.
     recs = consume(broker.bootstrap, f"{topic}-t", offset=150, count=1)
     assert [r.offset for r in recs] == [180]
+
+
+def make_view(broker, source, name, script):
+    code, body = call(broker, "POST", "/api/v1/views", {"name": name, "source": source, "script": script})
+    assert code == 201, body
+
+
+def view_lag(broker, group, view) -> dict:
+    """The console's committed offset, high watermark and lag of `group` on `view`, by partition."""
+    code, body = call(broker, "GET", f"/api/v1/groups/{group}")
+    assert code == 200, body
+    return {o["partition"]: (o["committed"], o["high_watermark"], o["lag"])
+            for o in body["offsets"] if o["topic"] == view}
+
+
+def wait_lag(broker, group, view, want, timeout=10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = view_lag(broker, group, view)
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def kafkajs_group(args: dict, bootstrap: str, timeout: float = 60.0) -> dict:
+    """compat-tests/node/kafkajs-group.js consume: subscribe, commit each record's offset + 1."""
+    node = shutil.which("node")
+    assert node, "node is not installed"
+    assert (NODE_DIR / "node_modules" / "kafkajs").is_dir(), "run `npm ci` in compat-tests/node"
+    cp = subprocess.run([node, str(NODE_DIR / "kafkajs-group.js"), "consume", bootstrap, json.dumps(args)],
+                        capture_output=True, timeout=timeout, text=True, cwd=str(NODE_DIR),
+                        env=dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1"))
+    assert cp.returncode == 0, f"kafkajs-group failed:\n{cp.stdout[-2000:]}\n{cp.stderr[-3000:]}"
+    return json.loads(cp.stdout.strip().splitlines()[-1])
+
+
+def test_kcat_reads_a_view_with_and_without_a_group_and_lag_shows(broker, topic):
+    bs = broker.bootstrap
+    create_topic(bs, topic, partitions=1)
+    want = fill(broker, topic)
+    view = f"{topic}-bj"
+    make_view(broker, topic, view, 'json.city == "beijing"')
+
+    # No group: partition 0 from the beginning to its end (-e must not stop early nor stall).
+    cp = kcat(["-b", bs, "-C", "-t", view, "-p", "0", "-o", "beginning", "-e", "-f", "%o|%k|%s\n"])
+    assert cp.returncode == 0, cp.stderr.decode()[-2000:]
+    lines = [l.split("|", 2) for l in cp.stdout.decode().splitlines()]
+    assert [int(o) for o, _, _ in lines] == want
+    assert all(json.loads(v)["city"] == "beijing" for _, _, v in lines)
+    assert lines[0][1] == "k0"
+
+    # A balanced consumer group: kcat stores each offset and commits when it closes.
+    group = f"{topic}-kcat"
+    cp = kcat(["-b", bs, "-G", group, view, "-c", str(len(want)), "-f", "%o\n",
+               "-X", "auto.offset.reset=earliest"], timeout=60)
+    assert cp.returncode == 0, cp.stderr.decode()[-2000:]
+    assert [int(o) for o in cp.stdout.decode().split()] == want
+    # Lag on the view: the source's high watermark minus the committed offset.
+    assert wait_lag(broker, group, view, {0: (181, 181, 0)}) == {0: (181, 181, 0)}
+    produce_all(producer(bs), topic, [{"value": json.dumps({"city": "paris", "price": i}).encode()}
+                                      for i in range(5)])
+    assert wait_lag(broker, group, view, {0: (181, 186, 5)}) == {0: (181, 186, 5)}
+    code, body = call(broker, "GET", f"/api/v1/groups/{group}")
+    assert body["lag"] == 5, body
+
+
+def test_kafkajs_reads_a_view_with_a_group_and_without(broker, topic):
+    bs = broker.bootstrap
+    create_topic(bs, topic, partitions=1)
+    want = fill(broker, topic)
+    view = f"{topic}-bj"
+    make_view(broker, topic, view, 'json.city == "beijing"')
+
+    group = f"{topic}-kjs"
+    res = kafkajs_group({"topic": view, "groupId": group, "clientId": "kjs-view",
+                         "count": len(want), "maxMs": 30000}, bs)
+    assert not res["errors"], res["errors"]
+    assert [int(r["offset"]) for r in res["records"]] == want
+    assert all(json.loads(r["value"])["city"] == "beijing" for r in res["records"])
+    assert wait_lag(broker, group, view, {0: (181, 181, 0)}) == {0: (181, 181, 0)}
+
+    # No committed offsets: from the middle of the dropped range to the record after it.
+    res = kafkajs("read", bs, {"topic": view, "partition": 0, "offset": 150, "count": 1, "maxMs": 20000})
+    assert [int(r["offset"]) for r in res["records"]] == [180]
+
+
+def test_kafkajs_does_not_skip_past_a_long_dropped_range(broker, topic):
+    """kafkajs takes a fetch whose batches hold no record at all as 'caught up' and moves to
+    the high watermark; a view must not answer that way before the high watermark."""
+    bs = broker.bootstrap
+    create_topic(bs, topic, partitions=1)
+    pad = "x" * 1000
+    p = producer(bs, linger_ms=50)
+    produce_all(p, topic, [{"value": json.dumps({"city": "paris", "pad": pad}).encode()} for _ in range(3000)]
+                + [{"value": json.dumps({"city": "beijing", "n": i}).encode()} for i in range(2)])
+    view = f"{topic}-bj"
+    make_view(broker, topic, view, 'json.city == "beijing"')
+    res = kafkajs("read", bs, {"topic": view, "partition": 0, "offset": 0, "count": 2, "maxMs": 20000})
+    assert [int(r["offset"]) for r in res["records"]] == [3000, 3001]
+    res = kafkajs_group({"topic": view, "groupId": f"{topic}-g", "count": 2, "maxMs": 30000}, bs)
+    assert [int(r["offset"]) for r in res["records"]] == [3000, 3001]
 
 
 def test_view_is_read_only_and_definitions_are_checked(broker_factory, topic):

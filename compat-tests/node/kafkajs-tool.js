@@ -20,6 +20,11 @@
 //                   "messages":[{"key","value","headers":{k:v},"partition","timestamp"}]}
 //                  (key/value: string, null, or {"b64": "..."} for bytes)
 //                                                         -> {"results":[{"partition","baseOffset","errorCode"}]}
+//   read           {"topic","partition","offset","count","maxMs"}
+//                  kafkajs has no consumer without a group: this one joins a throwaway group,
+//                  seeks `partition` to `offset`, never commits, and stops after `count`
+//                  records or `maxMs`
+//                                                         -> {"records":[{"offset","key","value"}]}
 'use strict';
 
 const { Kafka, logLevel, CompressionTypes, ConfigResourceTypes } = require('kafkajs');
@@ -46,7 +51,38 @@ async function main() {
   });
 
   let result;
-  if (command === 'produce') {
+  if (command === 'read') {
+    const consumer = kafka.consumer({
+      groupId: `kairos-compat-read-${process.pid}-${Date.now()}`,
+      maxWaitTimeInMs: 200,
+    });
+    await consumer.connect();
+    const records = [];
+    try {
+      await consumer.subscribe({ topics: [args.topic], fromBeginning: true });
+      let done;
+      const finished = new Promise((resolve) => { done = resolve; });
+      await consumer.run({
+        autoCommit: false,
+        eachMessage: async ({ partition, message }) => {
+          if (partition !== args.partition) return;
+          records.push({
+            offset: message.offset,
+            key: message.key === null ? null : message.key.toString('utf8'),
+            value: message.value === null ? null : message.value.toString('utf8'),
+          });
+          if (records.length >= args.count) done();
+        },
+      });
+      consumer.seek({ topic: args.topic, partition: args.partition, offset: String(args.offset) });
+      const timer = setTimeout(done, args.maxMs || 30000);
+      await finished;
+      clearTimeout(timer);
+    } finally {
+      await consumer.disconnect();
+    }
+    result = { records };
+  } else if (command === 'produce') {
     const producer = kafka.producer({ allowAutoTopicCreation: true, idempotent: false });
     await producer.connect();
     try {
