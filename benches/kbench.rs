@@ -4026,6 +4026,23 @@ struct Report {
     notes: Vec<String>,
 }
 
+/// Header and alignment rows of the report's tables.
+const THROUGHPUT_HEADER: &str =
+    "| # | scenario | records/s | MB/s | broker CPU s/M | broker CPU % | client CPU % | other CPU % | peak RSS MB | target | runs (records/s) |";
+const THROUGHPUT_ALIGN: &str = "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|";
+const LATENCY_HEADER: &str =
+    "| # | scenario | sent/s | p50 ms | p99 ms | p99.9 ms | max ms | broker CPU s/M | broker CPU % | other CPU % | target | runs (p99 ms) |";
+const LATENCY_ALIGN: &str = "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|";
+const GROUPS_HEADER: &str =
+    "| # | scenario | result | broker CPU s/M commits | broker CPU % | client CPU % | other CPU % | target | runs |";
+const GROUPS_ALIGN: &str = "|---|---|--:|--:|--:|--:|--:|---|---|";
+const DELAYS_HEADER: &str =
+    "| # | scenario | result | broker CPU s/M | broker CPU % | client CPU % | other CPU % | peak RSS MB | target | runs |";
+const DELAYS_ALIGN: &str = "|---|---|--:|--:|--:|--:|--:|--:|---|---|";
+const METRICS_HEADER: &str =
+    "| # | scenario | p50 ms | p99 ms | max ms | bytes | broker CPU ms/GET | broker CPU % | other CPU % | target | runs (p50 / p99 ms) |";
+const METRICS_ALIGN: &str = "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|";
+
 /// One table of the report: its title, header and alignment rows, and a line per
 /// row: `| id | name |` and the cells `cells` gives (a row of another kind gives
 /// None and is skipped), or the row's error across the remaining columns.
@@ -4073,49 +4090,49 @@ impl Report {
             &mut s,
             self.rows.iter().filter(|r| r.kind == Kind::Throughput),
             "Throughput",
-            "| # | scenario | records/s | MB/s | broker CPU s/M | broker CPU % | client CPU % | other CPU % | peak RSS MB | target | runs (records/s) |",
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|",
+            THROUGHPUT_HEADER,
+            THROUGHPUT_ALIGN,
             |r| {
-        let rate = med_of(&r.runs, |x| Some(x.rate()));
-        let target = match (&r.target, rate) {
-            (Some(Target::MinRate(t)), Some(v)) => {
-                format!(
-                    "≥ {}: {}",
-                    thousands(*t),
-                    if v >= *t { "met" } else { "**missed**" }
-                )
-            }
-            (Some(Target::RelRate(of, f)), Some(v)) => {
-                let base = self
-                    .rows
-                    .iter()
-                    .find(|x| x.id == *of && x.error.is_none())
-                    .and_then(|x| med_of(&x.runs, |y| Some(y.rate())));
-                match base {
-                    Some(b) if b > 0.0 => format!(
-                        "≥ {:.0} % of {of}: {:.0} %, {}",
-                        f * 100.0,
-                        v / b * 100.0,
-                        if v >= f * b { "met" } else { "**missed**" }
-                    ),
-                    _ => format!("≥ {:.0} % of {of}: no figure for {of}", f * 100.0),
-                }
-            }
-            _ => String::new(),
-        };
-        let runs: Vec<String> = r.runs.iter().map(|x| thousands(x.rate())).collect();
+                let rate = med_of(&r.runs, |x| Some(x.rate()));
+                let target = match (&r.target, rate) {
+                    (Some(Target::MinRate(t)), Some(v)) => {
+                        format!(
+                            "≥ {}: {}",
+                            thousands(*t),
+                            if v >= *t { "met" } else { "**missed**" }
+                        )
+                    }
+                    (Some(Target::RelRate(of, f)), Some(v)) => {
+                        let base = self
+                            .rows
+                            .iter()
+                            .find(|x| x.id == *of && x.error.is_none())
+                            .and_then(|x| med_of(&x.runs, |y| Some(y.rate())));
+                        match base {
+                            Some(b) if b > 0.0 => format!(
+                                "≥ {:.0} % of {of}: {:.0} %, {}",
+                                f * 100.0,
+                                v / b * 100.0,
+                                if v >= f * b { "met" } else { "**missed**" }
+                            ),
+                            _ => format!("≥ {:.0} % of {of}: no figure for {of}", f * 100.0),
+                        }
+                    }
+                    _ => String::new(),
+                };
+                let runs: Vec<String> = r.runs.iter().map(|x| thousands(x.rate())).collect();
                 Some(vec![
-                opt(rate, thousands),
-                opt(med_of(&r.runs, |x| Some(x.mbps())), |v| format!("{v:.1}")),
-                opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
-                opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
-                opt(med_of(&r.runs, Run::client_pct), |v| format!("{v:.0}")),
-                opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
-                opt(med_of(&r.runs, |x| x.peak_rss_kb.map(mib)), |v| format!(
-                    "{v:.1}"
-                )),
-                target,
-                runs.join(" / ")
+                    opt(rate, thousands),
+                    opt(med_of(&r.runs, |x| Some(x.mbps())), |v| format!("{v:.1}")),
+                    opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
+                    opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::client_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, |x| x.peak_rss_kb.map(mib)), |v| {
+                        format!("{v:.1}")
+                    }),
+                    target,
+                    runs.join(" / "),
                 ])
             },
         );
@@ -4123,148 +4140,156 @@ impl Report {
             &mut s,
             self.rows.iter().filter(|r| r.kind == Kind::Latency),
             "Produce latency (send to delivery report)",
-            "| # | scenario | sent/s | p50 ms | p99 ms | p99.9 ms | max ms | broker CPU s/M | broker CPU % | other CPU % | target | runs (p99 ms) |",
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
+            LATENCY_HEADER,
+            LATENCY_ALIGN,
             |r| {
-        let l = |f: fn(&Lat) -> f64| med_of(&r.runs, move |x| x.lat.as_ref().map(f));
-        let p99 = l(|x| x.p99);
-        let target = match (&r.target, p99) {
-            (Some(Target::MaxP99(t)), Some(v)) => {
-                format!(
-                    "p99 ≤ {t} ms: {}",
-                    if v <= *t { "met" } else { "**missed**" }
-                )
-            }
-            _ => String::new(),
-        };
-        let runs: Vec<String> = r
-            .runs
-            .iter()
-            .map(|x| {
-                x.lat
-                    .as_ref()
-                    .map(|l| format!("{:.2}", l.p99))
-                    .unwrap_or_default()
-            })
-            .collect();
+                let l = |f: fn(&Lat) -> f64| med_of(&r.runs, move |x| x.lat.as_ref().map(f));
+                let p99 = l(|x| x.p99);
+                let target = match (&r.target, p99) {
+                    (Some(Target::MaxP99(t)), Some(v)) => {
+                        format!(
+                            "p99 ≤ {t} ms: {}",
+                            if v <= *t { "met" } else { "**missed**" }
+                        )
+                    }
+                    _ => String::new(),
+                };
+                let runs: Vec<String> = r
+                    .runs
+                    .iter()
+                    .map(|x| {
+                        x.lat
+                            .as_ref()
+                            .map(|l| format!("{:.2}", l.p99))
+                            .unwrap_or_default()
+                    })
+                    .collect();
                 Some(vec![
-                opt(l(|x| x.rate), thousands),
-                opt(l(|x| x.p50), |v| format!("{v:.2}")),
-                opt(p99, |v| format!("{v:.2}")),
-                opt(l(|x| x.p999), |v| format!("{v:.2}")),
-                opt(l(|x| x.max), |v| format!("{v:.2}")),
-                opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
-                opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
-                opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
-                target,
-                runs.join(" / ")
+                    opt(l(|x| x.rate), thousands),
+                    opt(l(|x| x.p50), |v| format!("{v:.2}")),
+                    opt(p99, |v| format!("{v:.2}")),
+                    opt(l(|x| x.p999), |v| format!("{v:.2}")),
+                    opt(l(|x| x.max), |v| format!("{v:.2}")),
+                    opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
+                    opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
+                    target,
+                    runs.join(" / "),
                 ])
             },
         );
         section(
             &mut s,
-            self.rows.iter().filter(|r| matches!(r.kind, Kind::Group(_))),
+            self.rows
+                .iter()
+                .filter(|r| matches!(r.kind, Kind::Group(_))),
             "Consumer groups",
-            "| # | scenario | result | broker CPU s/M commits | broker CPU % | client CPU % | other CPU % | target | runs |",
-            "|---|---|--:|--:|--:|--:|--:|---|---|",
+            GROUPS_HEADER,
+            GROUPS_ALIGN,
             |r| {
-        let Kind::Group(fig) = r.kind else { return None };
-        let figure = |x: &Run| match fig {
-            GroupFig::Commits => Some(x.rate()),
-            GroupFig::StableSecs | GroupFig::IdleKb => x.value,
-        };
-        let show = |v: f64| match fig {
-            GroupFig::StableSecs => format!("{v:.2} s"),
-            GroupFig::Commits => format!("{} commits/s", thousands(v)),
-            GroupFig::IdleKb => format!("{v:.1} KB/group"),
-        };
-        let value = med_of(&r.runs, |x| figure(x));
-        let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
-        let target = match (&r.target, value) {
-            (Some(Target::MaxSecs(t)), Some(v)) => format!(
-                "≤ {t} s (initial rebalance delay {INITIAL_DELAY_S} s + 1 s): {}",
-                verdict(v <= *t)
-            ),
-            (Some(Target::MinRate(t)), Some(v)) => {
-                format!("≥ {}/s: {}", thousands(*t), verdict(v >= *t))
-            }
-            (Some(Target::MaxKb(t)), Some(v)) => {
-                format!("< {t} KB: {}", verdict(v < *t))
-            }
-            _ => String::new(),
-        };
-        let runs: Vec<String> = r
-            .runs
-            .iter()
-            .map(|x| figure(x).map(show).unwrap_or_default())
-            .collect();
-        let per_m = match fig {
-            GroupFig::Commits => {
-                opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.2}"))
-            }
-            _ => "–".into(),
-        };
+                let Kind::Group(fig) = r.kind else {
+                    return None;
+                };
+                let figure = |x: &Run| match fig {
+                    GroupFig::Commits => Some(x.rate()),
+                    GroupFig::StableSecs | GroupFig::IdleKb => x.value,
+                };
+                let show = |v: f64| match fig {
+                    GroupFig::StableSecs => format!("{v:.2} s"),
+                    GroupFig::Commits => format!("{} commits/s", thousands(v)),
+                    GroupFig::IdleKb => format!("{v:.1} KB/group"),
+                };
+                let value = med_of(&r.runs, |x| figure(x));
+                let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+                let target = match (&r.target, value) {
+                    (Some(Target::MaxSecs(t)), Some(v)) => format!(
+                        "≤ {t} s (initial rebalance delay {INITIAL_DELAY_S} s + 1 s): {}",
+                        verdict(v <= *t)
+                    ),
+                    (Some(Target::MinRate(t)), Some(v)) => {
+                        format!("≥ {}/s: {}", thousands(*t), verdict(v >= *t))
+                    }
+                    (Some(Target::MaxKb(t)), Some(v)) => {
+                        format!("< {t} KB: {}", verdict(v < *t))
+                    }
+                    _ => String::new(),
+                };
+                let runs: Vec<String> = r
+                    .runs
+                    .iter()
+                    .map(|x| figure(x).map(show).unwrap_or_default())
+                    .collect();
+                let per_m = match fig {
+                    GroupFig::Commits => {
+                        opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.2}"))
+                    }
+                    _ => "–".into(),
+                };
                 Some(vec![
-                opt(value, show),
-                per_m,
-                opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
-                opt(med_of(&r.runs, Run::client_pct), |v| format!("{v:.0}")),
-                opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
-                target,
-                runs.join(" / ")
+                    opt(value, show),
+                    per_m,
+                    opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::client_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
+                    target,
+                    runs.join(" / "),
                 ])
             },
         );
         section(
             &mut s,
-            self.rows.iter().filter(|r| matches!(r.kind, Kind::Delay(_))),
+            self.rows
+                .iter()
+                .filter(|r| matches!(r.kind, Kind::Delay(_))),
             "Delay topics",
-            "| # | scenario | result | broker CPU s/M | broker CPU % | client CPU % | other CPU % | peak RSS MB | target | runs |",
-            "|---|---|--:|--:|--:|--:|--:|--:|---|---|",
+            DELAYS_HEADER,
+            DELAYS_ALIGN,
             |r| {
-        let Kind::Delay(fig) = r.kind else { return None };
-        let l = |f: fn(&Lat) -> f64| med_of(&r.runs, move |x| x.lat.as_ref().map(f));
-        let early: u64 = r
-            .runs
-            .iter()
-            .filter_map(|x| x.lat.as_ref())
-            .map(|l| l.early)
-            .sum();
-        let value = med_of(&r.runs, |x| fig.figure(x));
-        let result = match fig {
-            DelayFig::Lateness => format!(
-                "p50 {} / p99 {} / p99.9 {} / max {} ms; {early} early",
-                opt(l(|x| x.p50), |v| format!("{v:.1}")),
-                opt(l(|x| x.p99), |v| format!("{v:.1}")),
-                opt(l(|x| x.p999), |v| format!("{v:.1}")),
-                opt(l(|x| x.max), |v| format!("{v:.1}")),
-            ),
-            _ => opt(value, |v| fig.show(v)),
-        };
-        let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
-        let target = match (&r.target, value) {
-            (Some(Target::MinRate(t)), Some(v)) => {
-                format!("≥ {}/s: {}", thousands(*t), verdict(v >= *t))
-            }
-            (Some(Target::MaxLateness { p99, max }), Some(v)) => format!(
-                "p99 ≤ {p99} ms, max ≤ {max} ms, none early: {}",
-                verdict(v <= *p99 && l(|x| x.max).is_some_and(|m| m <= *max) && early == 0)
-            ),
-            (Some(Target::MaxMb(t)), Some(v)) => format!("≤ {t} MB: {}", verdict(v <= *t)),
-            _ => String::new(),
-        };
-        let runs: Vec<String> = r.runs.iter().map(|x| fig.show_run(x)).collect();
+                let Kind::Delay(fig) = r.kind else {
+                    return None;
+                };
+                let l = |f: fn(&Lat) -> f64| med_of(&r.runs, move |x| x.lat.as_ref().map(f));
+                let early: u64 = r
+                    .runs
+                    .iter()
+                    .filter_map(|x| x.lat.as_ref())
+                    .map(|l| l.early)
+                    .sum();
+                let value = med_of(&r.runs, |x| fig.figure(x));
+                let result = match fig {
+                    DelayFig::Lateness => format!(
+                        "p50 {} / p99 {} / p99.9 {} / max {} ms; {early} early",
+                        opt(l(|x| x.p50), |v| format!("{v:.1}")),
+                        opt(l(|x| x.p99), |v| format!("{v:.1}")),
+                        opt(l(|x| x.p999), |v| format!("{v:.1}")),
+                        opt(l(|x| x.max), |v| format!("{v:.1}")),
+                    ),
+                    _ => opt(value, |v| fig.show(v)),
+                };
+                let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+                let target = match (&r.target, value) {
+                    (Some(Target::MinRate(t)), Some(v)) => {
+                        format!("≥ {}/s: {}", thousands(*t), verdict(v >= *t))
+                    }
+                    (Some(Target::MaxLateness { p99, max }), Some(v)) => format!(
+                        "p99 ≤ {p99} ms, max ≤ {max} ms, none early: {}",
+                        verdict(v <= *p99 && l(|x| x.max).is_some_and(|m| m <= *max) && early == 0)
+                    ),
+                    (Some(Target::MaxMb(t)), Some(v)) => format!("≤ {t} MB: {}", verdict(v <= *t)),
+                    _ => String::new(),
+                };
+                let runs: Vec<String> = r.runs.iter().map(|x| fig.show_run(x)).collect();
                 Some(vec![
-                result,
-                opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
-                opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
-                opt(med_of(&r.runs, Run::client_pct), |v| format!("{v:.0}")),
-                opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
-                opt(med_of(&r.runs, |x| x.peak_rss_kb.map(mib)), |v| format!(
-                    "{v:.1}"
-                )),
-                target,
-                runs.join(" / ")
+                    result,
+                    opt(med_of(&r.runs, Run::broker_s_per_m), |v| format!("{v:.3}")),
+                    opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::client_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, |x| x.peak_rss_kb.map(mib)), |v| {
+                        format!("{v:.1}")
+                    }),
+                    target,
+                    runs.join(" / "),
                 ])
             },
         );
@@ -4272,39 +4297,39 @@ impl Report {
             &mut s,
             self.rows.iter().filter(|r| r.kind == Kind::Metrics),
             "/metrics (connect to last byte of the response)",
-            "| # | scenario | p50 ms | p99 ms | max ms | bytes | broker CPU ms/GET | broker CPU % | other CPU % | target | runs (p50 / p99 ms) |",
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|---|---|",
+            METRICS_HEADER,
+            METRICS_ALIGN,
             |r| {
-        let l = |f: fn(&Lat) -> f64| med_of(&r.runs, move |x| x.lat.as_ref().map(f));
-        let p99 = l(|x| x.p99);
-        let target = match (&r.target, p99) {
-            (Some(Target::MaxP99(t)), Some(v)) => format!(
-                "p99 ≤ {t} ms: {}",
-                if v <= *t { "met" } else { "**missed**" }
-            ),
-            _ => String::new(),
-        };
-        let runs: Vec<String> = r
-            .runs
-            .iter()
-            .filter_map(|x| x.lat.as_ref())
-            .map(|l| format!("{:.2} / {:.2}", l.p50, l.p99))
-            .collect();
+                let l = |f: fn(&Lat) -> f64| med_of(&r.runs, move |x| x.lat.as_ref().map(f));
+                let p99 = l(|x| x.p99);
+                let target = match (&r.target, p99) {
+                    (Some(Target::MaxP99(t)), Some(v)) => format!(
+                        "p99 ≤ {t} ms: {}",
+                        if v <= *t { "met" } else { "**missed**" }
+                    ),
+                    _ => String::new(),
+                };
+                let runs: Vec<String> = r
+                    .runs
+                    .iter()
+                    .filter_map(|x| x.lat.as_ref())
+                    .map(|l| format!("{:.2} / {:.2}", l.p50, l.p99))
+                    .collect();
                 Some(vec![
-                opt(l(|x| x.p50), |v| format!("{v:.2}")),
-                opt(p99, |v| format!("{v:.2}")),
-                opt(l(|x| x.max), |v| format!("{v:.2}")),
-                opt(med_of(&r.runs, |x| x.value), thousands),
-                opt(
-                    med_of(&r.runs, |x| x
-                        .broker_cpu
-                        .map(|c| c * 1e3 / x.records.max(1) as f64)),
-                    |v| format!("{v:.2}")
-                ),
-                opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
-                opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
-                target,
-                runs.join(" · ")
+                    opt(l(|x| x.p50), |v| format!("{v:.2}")),
+                    opt(p99, |v| format!("{v:.2}")),
+                    opt(l(|x| x.max), |v| format!("{v:.2}")),
+                    opt(med_of(&r.runs, |x| x.value), thousands),
+                    opt(
+                        med_of(&r.runs, |x| {
+                            x.broker_cpu.map(|c| c * 1e3 / x.records.max(1) as f64)
+                        }),
+                        |v| format!("{v:.2}"),
+                    ),
+                    opt(med_of(&r.runs, Run::broker_pct), |v| format!("{v:.0}")),
+                    opt(med_of(&r.runs, Run::other_pct), |v| format!("{v:.0}")),
+                    target,
+                    runs.join(" · "),
                 ])
             },
         );
