@@ -1,5 +1,6 @@
 //! A record value as the `json` a script sees: the document converted to a rhai map, or
-//! `()` when the value is not a JSON object.
+//! `()` when the value is not a JSON object; and [`scan`], the same document read for the
+//! native predicates (`super::native`) without building any rhai value.
 //!
 //! Converting a whole 1 KiB document costs several times more than running a typical
 //! filter, so when a script reads only some top-level fields ([`super::uses::JsonUse`])
@@ -8,6 +9,7 @@
 //! values (rhai's `Deserialize for Dynamic`), which gives what converting a
 //! `serde_json::Value` gives, without building the `Value` first.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use rhai::{Dynamic, Map};
@@ -106,6 +108,254 @@ impl<'de> Visitor<'de> for Key<'_> {
     }
 }
 
+/// A top-level field as [`scan`] reads it. What [`whole`] would make of it, for the
+/// kinds the native predicates compare; `Other` stands for anything else (an array, an
+/// object) and is never compared natively.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar<'a> {
+    /// `null`, or a field that is absent (rhai reads a missing property as `()`).
+    Unit,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Other,
+}
+
+/// Deepest nesting [`scan`] follows; serde_json stops at 128.
+const MAX_SCAN_DEPTH: usize = 100;
+
+/// Reads the top-level `fields` of `value` into `out` (`out[i]` for `fields[i]`, `Unit`
+/// when absent; `out` must hold `fields.len()` entries) when `value` is a JSON object that
+/// [`whole`] accepts; the last of repeated keys wins, as there. None: not an object, not
+/// valid, or a case left to serde_json (an escaped key, a number whose value is out of
+/// range, very deep nesting); the caller then takes the slow path, which decides.
+///
+/// Made for speed on typical records: strings are skipped with `memchr`, nothing is
+/// allocated unless a wanted string has escapes.
+pub fn scan<'a>(value: &'a [u8], fields: &[String], out: &mut [Scalar<'a>]) -> Option<()> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut s = Scanner {
+        b: value,
+        text,
+        i: 0,
+    };
+    s.ws();
+    s.eat(b'{')?;
+    s.ws();
+    if s.peek() == Some(b'}') {
+        s.i += 1;
+    } else {
+        loop {
+            let (start, escaped) = s.string()?;
+            if escaped {
+                return None;
+            }
+            let key = &value[start + 1..s.i - 1];
+            s.ws();
+            s.eat(b':')?;
+            s.ws();
+            match fields.iter().position(|f| f.as_bytes() == key) {
+                Some(k) => out[k] = s.scalar()?,
+                None => s.skip(0)?,
+            }
+            s.ws();
+            match s.next()? {
+                b',' => s.ws(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    s.ws();
+    (s.i == value.len()).then_some(())
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    /// The same bytes, known to be UTF-8.
+    text: &'a str,
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i + word.len();
+        (self.b.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    /// A string at the cursor: its start (the quote) and whether it has escapes.
+    fn string(&mut self) -> Option<(usize, bool)> {
+        let start = self.i;
+        self.eat(b'"')?;
+        let mut escaped = false;
+        loop {
+            let rest = &self.b[self.i..];
+            let n = memchr::memchr2(b'"', b'\\', rest)?;
+            // Control characters must be escaped (written so that it vectorizes).
+            if rest[..n].iter().fold(false, |bad, &c| bad | (c < 0x20)) {
+                return None;
+            }
+            self.i += n + 1;
+            if rest[n] == b'"' {
+                return Some((start, escaped));
+            }
+            escaped = true;
+            match self.next()? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                b'u' => {
+                    let hex = self.b.get(self.i..self.i + 4)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
+                    }
+                    self.i += 4;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A number at the cursor: whether it is an integer (no fraction, no exponent).
+    fn number(&mut self) -> Option<bool> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            self.digit()?;
+            integer = false;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            self.digit()?;
+            integer = false;
+        }
+        Some(integer)
+    }
+
+    fn digit(&mut self) -> Option<()> {
+        self.next()?.is_ascii_digit().then_some(())?;
+        self.digits();
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+    }
+
+    /// A wanted field's value.
+    fn scalar(&mut self) -> Option<Scalar<'a>> {
+        let start = self.i;
+        Some(match self.peek()? {
+            b'"' => {
+                let (_, escaped) = self.string()?;
+                let raw = &self.text[start..self.i];
+                if escaped {
+                    // serde_json decodes escapes (and refuses lone surrogates).
+                    Scalar::Str(Cow::Owned(serde_json::from_str::<String>(raw).ok()?))
+                } else {
+                    Scalar::Str(Cow::Borrowed(&raw[1..raw.len() - 1]))
+                }
+            }
+            b't' => self.literal(b"true").map(|_| Scalar::Bool(true))?,
+            b'f' => self.literal(b"false").map(|_| Scalar::Bool(false))?,
+            b'n' => self.literal(b"null").map(|_| Scalar::Unit)?,
+            b'{' | b'[' => {
+                self.skip(0)?;
+                Scalar::Other
+            }
+            _ => {
+                let integer = self.number()?;
+                let raw = &self.text[start..self.i];
+                match raw.parse::<i64>() {
+                    Ok(n) if integer => Scalar::Int(n),
+                    // As serde_json reads it (and refuses it when out of range).
+                    _ => Scalar::Float(serde_json::from_str::<f64>(raw).ok()?),
+                }
+            }
+        })
+    }
+
+    /// Skips a value, checking that it is valid.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        let start = self.i;
+        match self.peek()? {
+            b'"' => {
+                self.string()?;
+            }
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            open @ (b'{' | b'[') => {
+                if depth >= MAX_SCAN_DEPTH {
+                    return None;
+                }
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(close) {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    if open == b'{' {
+                        self.string()?;
+                        self.ws();
+                        self.eat(b':')?;
+                        self.ws();
+                    }
+                    self.skip(depth + 1)?;
+                    self.ws();
+                    match self.next()? {
+                        b',' => self.ws(),
+                        c if c == close => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            _ => {
+                // A number: plain integers cannot be out of range (serde_json reads long
+                // ones as floats); any other is checked as serde_json reads it.
+                if !self.number()? || self.i - start > 18 {
+                    serde_json::from_str::<f64>(&self.text[start..self.i]).ok()?;
+                }
+            }
+        }
+        Some(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +424,65 @@ mod tests {
         let bad = b"{\"a\":1,\"b\":\"x\xffx\"}";
         assert!(whole(bad).is_unit());
         assert!(fields(bad, &want(&["a"])).is_unit());
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    /// What [`scan`] reads is what [`fields`] converts, for every kind it reads.
+    #[test]
+    fn scan_reads_what_fields_converts() {
+        let want: Vec<String> = ["s", "e", "i", "big", "f", "t", "n", "o", "missing"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let doc = r#" { "s":"plain", "e":"a\"\u00e9\n", "i":-42, "big":18446744073709551615,
+            "f":2.5e-3, "t":true, "n":null, "o":{"x":[1,{"y":"z"}]}, "skip":[1e5,"q",false] } "#;
+        let mut out: Vec<Scalar> = vec![Scalar::Unit; want.len()];
+        assert_eq!(scan(doc.as_bytes(), &want, &mut out), Some(()));
+        assert_eq!(
+            out,
+            [
+                Scalar::Str(Cow::Borrowed("plain")),
+                Scalar::Str(Cow::Owned("a\"é\n".into())),
+                Scalar::Int(-42),
+                Scalar::Float(18446744073709551615.0),
+                Scalar::Float(2.5e-3),
+                Scalar::Bool(true),
+                Scalar::Unit,
+                Scalar::Other,
+                Scalar::Unit,
+            ]
+        );
+        let m = fields(doc.as_bytes(), &want).try_cast::<Map>().unwrap();
+        assert_eq!(m["i"].as_int(), Ok(-42));
+        assert_eq!(m["big"].as_float(), Ok(18446744073709551615.0));
+        assert_eq!(m["f"].as_float(), Ok(2.5e-3));
+        assert_eq!(m["e"].clone().into_string().unwrap(), "a\"é\n");
+    }
+
+    /// Every document [`whole`] refuses, [`scan`] refuses too.
+    #[test]
+    fn scan_refuses_what_is_not_an_object() {
+        let want = vec!["a".to_string()];
+        for d in [
+            "",
+            "[1]",
+            "{",
+            r#"{"a":1"#,
+            r#"{"a":1}}"#,
+            r#"{"a":"x\u00"}"#,
+            r#"{"a":1,"b":[}"#,
+            r#"{"b":1e999,"a":1}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"a":+1}"#,
+            r#"{"a":-01}"#,
+        ] {
+            let mut out = vec![Scalar::Unit];
+            assert!(whole(d.as_bytes()).is_unit(), "{d}");
+            assert_eq!(scan(d.as_bytes(), &want, &mut out), None, "{d}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! result means ([`Outcome`]). Knows nothing of logs or the network.
 
 mod json;
+mod native;
 mod uses;
 pub mod views;
 
@@ -102,6 +103,8 @@ pub struct Script {
     ast: Arc<AST>,
     /// What the record's scope must hold.
     uses: Arc<Uses>,
+    /// The same script in native code, when it is a simple condition.
+    native: Option<Arc<native::Predicate>>,
 }
 
 impl Script {
@@ -121,6 +124,7 @@ impl Script {
         })?;
         Ok(Script {
             engine: Arc::new(engine),
+            native: native::Predicate::compile(&ast).map(Arc::new),
             ast: Arc::new(ast),
             uses: Arc::new(Uses::of(source)),
         })
@@ -129,6 +133,9 @@ impl Script {
     /// Runs the script on one record. Err: the script failed (an error it raised, a
     /// limit, a result of the wrong type).
     pub fn run(&self, rec: &Input) -> Result<Outcome, String> {
+        if let Some(keep) = self.native.as_ref().and_then(|p| p.keep(rec)) {
+            return Ok(if keep { Outcome::Keep } else { Outcome::Drop });
+        }
         SCOPE.with(|scope| match scope.try_borrow_mut() {
             Ok(mut scope) => self.run_in(&mut scope, rec),
             Err(_) => self.run_in(&mut Scope::new(), rec),
