@@ -108,12 +108,18 @@ impl<'de> Visitor<'de> for Key<'_> {
     }
 }
 
+/// A number's text, which [`Scanner::number`] checked to be ASCII.
+fn ascii(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
 /// A top-level field as [`scan`] reads it. What [`whole`] would make of it, for the
 /// kinds the native predicates compare; `Other` stands for anything else (an array, an
 /// object) and is never compared natively.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum Scalar<'a> {
     /// `null`, or a field that is absent (rhai reads a missing property as `()`).
+    #[default]
     Unit,
     Bool(bool),
     Int(i64),
@@ -134,12 +140,7 @@ const MAX_SCAN_DEPTH: usize = 100;
 /// Made for speed on typical records: strings are skipped with `memchr`, nothing is
 /// allocated unless a wanted string has escapes.
 pub fn scan<'a>(value: &'a [u8], fields: &[String], out: &mut [Scalar<'a>]) -> Option<()> {
-    let text = std::str::from_utf8(value).ok()?;
-    let mut s = Scanner {
-        b: value,
-        text,
-        i: 0,
-    };
+    let mut s = Scanner { b: value, i: 0 };
     s.ws();
     s.eat(b'{')?;
     s.ws();
@@ -171,10 +172,11 @@ pub fn scan<'a>(value: &'a [u8], fields: &[String], out: &mut [Scalar<'a>]) -> O
     (s.i == value.len()).then_some(())
 }
 
+/// Outside strings, JSON is ASCII and the grammar admits no other byte; inside, each run
+/// of bytes between escapes is checked for UTF-8 (a character never spans an escape or a
+/// quote): so the whole value is UTF-8 when the scan succeeds.
 struct Scanner<'a> {
     b: &'a [u8],
-    /// The same bytes, known to be UTF-8.
-    text: &'a str,
     i: usize,
 }
 
@@ -212,8 +214,12 @@ impl<'a> Scanner<'a> {
         loop {
             let rest = &self.b[self.i..];
             let n = memchr::memchr2(b'"', b'\\', rest)?;
-            // Control characters must be escaped (written so that it vectorizes).
-            if rest[..n].iter().fold(false, |bad, &c| bad | (c < 0x20)) {
+            let run = &rest[..n];
+            // Control characters must be escaped; anything not ASCII must be UTF-8. Bit 7
+            // of `b | (b - 0x20)` is set for both kinds: one pass, which vectorizes, finds
+            // out whether the run is plain (the usual case).
+            let plain = run.iter().fold(0u8, |a, &b| a | b | b.wrapping_sub(0x20)) < 0x80;
+            if !plain && (run.iter().any(|&b| b < 0x20) || std::str::from_utf8(run).is_err()) {
                 return None;
             }
             self.i += n + 1;
@@ -280,7 +286,7 @@ impl<'a> Scanner<'a> {
         Some(match self.peek()? {
             b'"' => {
                 let (_, escaped) = self.string()?;
-                let raw = &self.text[start..self.i];
+                let raw = std::str::from_utf8(&self.b[start..self.i]).ok()?;
                 if escaped {
                     // serde_json decodes escapes (and refuses lone surrogates).
                     Scalar::Str(Cow::Owned(serde_json::from_str::<String>(raw).ok()?))
@@ -297,7 +303,7 @@ impl<'a> Scanner<'a> {
             }
             _ => {
                 let integer = self.number()?;
-                let raw = &self.text[start..self.i];
+                let raw = ascii(&self.b[start..self.i]);
                 match raw.parse::<i64>() {
                     Ok(n) if integer => Scalar::Int(n),
                     // As serde_json reads it (and refuses it when out of range).
@@ -348,7 +354,7 @@ impl<'a> Scanner<'a> {
                 // A number: plain integers cannot be out of range (serde_json reads long
                 // ones as floats); any other is checked as serde_json reads it.
                 if !self.number()? || self.i - start > 18 {
-                    serde_json::from_str::<f64>(&self.text[start..self.i]).ok()?;
+                    serde_json::from_str::<f64>(ascii(&self.b[start..self.i])).ok()?;
                 }
             }
         }

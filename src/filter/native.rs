@@ -93,16 +93,10 @@ impl Predicate {
             json::scan(rec.value?, &self.fields, vals)?;
         }
         match eval(&self.root, rec, vals)? {
-            Scalar::Bool(b) => Some(b),
-            Scalar::Unit => Some(false),
+            Val::Bool(b) => Some(b),
+            Val::Unit => Some(false),
             _ => None,
         }
-    }
-}
-
-impl Default for Scalar<'_> {
-    fn default() -> Self {
-        Scalar::Unit
     }
 }
 
@@ -177,69 +171,89 @@ fn call_node(call: &FnCallExpr, fields: &mut Vec<String>) -> Option<Node> {
     ))
 }
 
-fn eval<'a>(n: &'a Node, rec: &Input<'a>, vals: &[Scalar<'a>]) -> Option<Scalar<'a>> {
+/// A value during evaluation: a [`Scalar`] borrowed.
+#[derive(Clone, Copy)]
+enum Val<'v> {
+    Unit,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'v str),
+    Other,
+}
+
+impl<'v> From<&'v Scalar<'_>> for Val<'v> {
+    fn from(s: &'v Scalar<'_>) -> Val<'v> {
+        match s {
+            Scalar::Unit => Val::Unit,
+            Scalar::Bool(b) => Val::Bool(*b),
+            Scalar::Int(n) => Val::Int(*n),
+            Scalar::Float(f) => Val::Float(*f),
+            Scalar::Str(s) => Val::Str(s),
+            Scalar::Other => Val::Other,
+        }
+    }
+}
+
+fn eval<'v>(n: &'v Node, rec: &Input<'v>, vals: &'v [Scalar<'_>]) -> Option<Val<'v>> {
     Some(match n {
         Node::And(xs) => {
             for x in xs {
                 match eval(x, rec, vals)? {
-                    Scalar::Bool(true) => {}
-                    Scalar::Bool(false) => return Some(Scalar::Bool(false)),
+                    Val::Bool(true) => {}
+                    Val::Bool(false) => return Some(Val::Bool(false)),
                     _ => return None,
                 }
             }
-            Scalar::Bool(true)
+            Val::Bool(true)
         }
         Node::Or(xs) => {
             for x in xs {
                 match eval(x, rec, vals)? {
-                    Scalar::Bool(false) => {}
-                    Scalar::Bool(true) => return Some(Scalar::Bool(true)),
+                    Val::Bool(false) => {}
+                    Val::Bool(true) => return Some(Val::Bool(true)),
                     _ => return None,
                 }
             }
-            Scalar::Bool(false)
+            Val::Bool(false)
         }
         Node::Not(x) => match eval(x, rec, vals)? {
-            Scalar::Bool(b) => Scalar::Bool(!b),
+            Val::Bool(b) => Val::Bool(!b),
             _ => return None,
         },
-        Node::Cmp(op, a, b) => {
-            Scalar::Bool(compare(*op, &eval(a, rec, vals)?, &eval(b, rec, vals)?)?)
-        }
+        Node::Cmp(op, a, b) => Val::Bool(compare(*op, eval(a, rec, vals)?, eval(b, rec, vals)?)?),
         Node::Get(o) => match o {
-            Operand::Json(i) => vals[*i].clone(),
+            Operand::Json(i) => Val::from(&vals[*i]),
             Operand::Key => text(rec.key)?,
             Operand::Value => text(rec.value)?,
-            Operand::Timestamp => Scalar::Int(rec.timestamp),
-            Operand::Partition => Scalar::Int(i64::from(rec.partition)),
-            Operand::Offset => Scalar::Int(rec.offset),
-            Operand::Const(c) => c.clone(),
+            Operand::Timestamp => Val::Int(rec.timestamp),
+            Operand::Partition => Val::Int(i64::from(rec.partition)),
+            Operand::Offset => Val::Int(rec.offset),
+            Operand::Const(c) => Val::from(c),
         },
     })
 }
 
 /// `key` or `value` as the script sees it; None (left to rhai) when not UTF-8.
-fn text(b: Option<&[u8]>) -> Option<Scalar<'_>> {
+fn text(b: Option<&[u8]>) -> Option<Val<'_>> {
     match b {
-        None => Some(Scalar::Unit),
-        Some(b) => std::str::from_utf8(b)
-            .ok()
-            .map(|s| Scalar::Str(Cow::Borrowed(s))),
+        None => Some(Val::Unit),
+        Some(b) => std::str::from_utf8(b).ok().map(Val::Str),
     }
 }
 
 /// `a op b` as rhai's built-in operators compute it; None for pairs left to rhai.
-fn compare(op: Cmp, a: &Scalar, b: &Scalar) -> Option<bool> {
+fn compare(op: Cmp, a: Val, b: Val) -> Option<bool> {
     use std::cmp::Ordering;
     let ord: Ordering = match (a, b) {
-        (Scalar::Int(x), Scalar::Int(y)) => x.cmp(y),
-        (Scalar::Str(x), Scalar::Str(y)) => x.as_bytes().cmp(y.as_bytes()),
-        (Scalar::Bool(x), Scalar::Bool(y)) => x.cmp(y),
-        (Scalar::Unit, Scalar::Unit) => return Some(matches!(op, Cmp::Eq)),
-        (Scalar::Int(_) | Scalar::Float(_), Scalar::Int(_) | Scalar::Float(_)) => {
+        (Val::Int(x), Val::Int(y)) => x.cmp(&y),
+        (Val::Str(x), Val::Str(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Val::Bool(x), Val::Bool(y)) => x.cmp(&y),
+        (Val::Unit, Val::Unit) => return Some(matches!(op, Cmp::Eq)),
+        (Val::Int(_) | Val::Float(_), Val::Int(_) | Val::Float(_)) => {
             return Some(float_compare(op, float(a), float(b)))
         }
-        (Scalar::Other, _) | (_, Scalar::Other) => return None,
+        (Val::Other, _) | (_, Val::Other) => return None,
         // Different types, not both numbers: unequal, neither less nor greater.
         _ => return Some(matches!(op, Cmp::Ne)),
     };
@@ -253,10 +267,10 @@ fn compare(op: Cmp, a: &Scalar, b: &Scalar) -> Option<bool> {
     })
 }
 
-fn float(s: &Scalar) -> f64 {
-    match s {
-        Scalar::Int(n) => *n as f64,
-        Scalar::Float(f) => *f,
+fn float(v: Val) -> f64 {
+    match v {
+        Val::Int(n) => n as f64,
+        Val::Float(f) => f,
         _ => unreachable!("only numbers are compared as floats"),
     }
 }
