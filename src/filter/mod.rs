@@ -130,6 +130,11 @@ impl Script {
         })
     }
 
+    /// Whether the script runs natively (for the records native predicates model).
+    pub fn is_native(&self) -> bool {
+        self.native.is_some()
+    }
+
     /// Runs the script on one record. Err: the script failed (an error it raised, a
     /// limit, a result of the wrong type).
     pub fn run(&self, rec: &Input) -> Result<Outcome, String> {

@@ -72,9 +72,12 @@ fn count(view: &str, what: &'static str, n: u64) {
 }
 
 /// Stored bytes above which a fetch filters with [`tokio::task::block_in_place`], so that
-/// the other tasks of its worker thread move to another thread meanwhile (about 1 ms of
-/// script work at this size; handing the worker over costs some microseconds).
+/// the other tasks of its worker thread move to another thread meanwhile: about 1 ms of
+/// work, for a script that rhai runs and for one that runs natively (16 times faster;
+/// below that, handing the worker over and back, with its thread wake-ups and cache
+/// misses, costs more than it saves).
 const BLOCKING_BYTES: usize = 256 * 1024;
+const BLOCKING_BYTES_NATIVE: usize = 16 * BLOCKING_BYTES;
 
 /// Source bytes one fetch of a view may read past records that are all dropped, looking
 /// for one it keeps (see [`View::filter_for_fetch`]).
@@ -88,7 +91,7 @@ impl View {
     /// the kept records, transformed, or an empty batch when none is kept.
     pub fn filter(&self, stored: &Bytes, partition: i32) -> Bytes {
         // None while every batch so far passes unchanged: then `stored` is the answer.
-        let mut out: Option<BytesMut> = None;
+        let mut out: Option<Vec<u8>> = None;
         let (mut kept, mut dropped, mut failed) = (0u64, 0u64, 0u64);
         let mut keep = Vec::new();
         let mut pos = 0;
@@ -147,12 +150,8 @@ impl View {
                 (None, false) => {}
                 (Some(o), false) => o.extend_from_slice(&b),
                 (o, true) => {
-                    let o = o.get_or_insert_with(|| {
-                        let mut o = BytesMut::with_capacity(stored.len().min(1 << 20));
-                        o.extend_from_slice(&stored[..start]);
-                        o
-                    });
-                    o.extend_from_slice(&records::rewrite(&h, &keep));
+                    let o = o.get_or_insert_with(|| stored[..start].to_vec());
+                    records::rewrite(o, &h, &keep);
                 }
             }
         }
@@ -161,7 +160,7 @@ impl View {
         count(&self.name, "failed", failed);
         match out {
             None => stored.slice(..pos),
-            Some(o) => o.freeze(),
+            Some(o) => Bytes::from(o),
         }
     }
 
@@ -214,7 +213,12 @@ impl View {
         use tokio::runtime::{Handle, RuntimeFlavor};
         let multi_thread =
             Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-        if stored.len() >= BLOCKING_BYTES && multi_thread {
+        let blocking = if self.script.is_native() {
+            BLOCKING_BYTES_NATIVE
+        } else {
+            BLOCKING_BYTES
+        };
+        if stored.len() >= blocking && multi_thread {
             tokio::task::block_in_place(|| self.filter(stored, partition))
         } else {
             self.filter(stored, partition)

@@ -14,6 +14,13 @@ use std::sync::Arc;
 pub trait SegmentFile: Send + Sync {
     /// Fill `buf` from `pos`; returns the bytes read (short only at end of file).
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
+    /// Up to `len` bytes from `pos` in a new buffer (short only at end of file).
+    fn read_vec(&self, len: usize, pos: u64) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let n = self.read_at(&mut buf, pos)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
     /// Write all of `buf` at `pos`.
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()>;
     /// fdatasync: data and the size are durable when this returns Ok.
@@ -59,6 +66,40 @@ impl SegmentFile for StdFile {
             }
         }
         Ok(done)
+    }
+    /// pread straight into the vector's spare capacity: a fetch's buffer is not zeroed
+    /// first (that cost as much as the copy itself).
+    fn read_vec(&self, len: usize, pos: u64) -> io::Result<Vec<u8>> {
+        use std::os::fd::AsRawFd;
+        let mut buf: Vec<u8> = Vec::with_capacity(len);
+        let mut done = 0;
+        while done < len {
+            let at = libc::off_t::try_from(pos + done as u64)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            // SAFETY: the pointer and length stay inside the allocation of `len` bytes;
+            // the kernel writes at most `len - done` bytes there.
+            let n = unsafe {
+                libc::pread(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr().add(done).cast(),
+                    len - done,
+                    at,
+                )
+            };
+            match n {
+                0 => break,
+                n if n > 0 => done += n as usize,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        // SAFETY: the first `done` bytes were written by pread.
+        unsafe { buf.set_len(done) };
+        Ok(buf)
     }
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
         self.0.write_all_at(buf, pos)
@@ -122,6 +163,9 @@ pub(crate) mod faults {
     impl SegmentFile for FaultyFile {
         fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
             self.inner.read_at(buf, pos)
+        }
+        fn read_vec(&self, len: usize, pos: u64) -> io::Result<Vec<u8>> {
+            self.inner.read_vec(len, pos)
         }
         fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
             if self.faults.fail_writes.load(Ordering::SeqCst) {

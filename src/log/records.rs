@@ -31,6 +31,27 @@ pub fn put_varint(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
+/// Bytes [`put_varint`] writes for `v`.
+fn varint_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - z.max(1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Bytes a nullable field (varint length, then the bytes) takes.
+fn field_len(b: Option<&[u8]>) -> usize {
+    b.map_or(1, |b| varint_len(b.len() as i64) + b.len())
+}
+
+fn put_field(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => put_varint(out, -1),
+        Some(b) => {
+            put_varint(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
 /// A cursor over bytes with Kafka's varints.
 pub struct Reader<'a>(pub &'a [u8]);
 
@@ -153,18 +174,21 @@ pub fn encode(records: &[Record], producer: ProducerStamp) -> Vec<u8> {
         max_timestamp: max_ts,
         producer,
     };
+    let mut b = Vec::new();
     write(
+        &mut b,
         &head,
         records.iter().enumerate().map(|(i, r)| (i as i64, r)),
-    )
+    );
+    b
 }
 
-/// `records` (a subset of `h`'s, possibly with new values) as one uncompressed batch that
-/// keeps `h`'s offsets and range (base offset, last offset delta: a consumer moves past the
-/// whole original batch even when its last records are gone), timestamps, producer fields
-/// and attributes other than compression. With no record it is an empty batch, as
-/// compaction leaves them.
-pub fn rewrite(h: &BatchHeader, records: &[Record]) -> Vec<u8> {
+/// Appends to `out` `records` (a subset of `h`'s, possibly with new values) as one
+/// uncompressed batch that keeps `h`'s offsets and range (base offset, last offset delta: a
+/// consumer moves past the whole original batch even when its last records are gone),
+/// timestamps, producer fields and attributes other than compression. With no record it
+/// is an empty batch, as compaction leaves them.
+pub fn rewrite(out: &mut Vec<u8>, h: &BatchHeader, records: &[Record]) {
     let head = Head {
         base_offset: h.base_offset,
         partition_leader_epoch: h.partition_leader_epoch,
@@ -178,7 +202,11 @@ pub fn rewrite(h: &BatchHeader, records: &[Record]) -> Vec<u8> {
             base_sequence: h.base_sequence,
         },
     };
-    write(&head, records.iter().map(|r| (r.offset - h.base_offset, r)))
+    write(
+        out,
+        &head,
+        records.iter().map(|r| (r.offset - h.base_offset, r)),
+    )
 }
 
 struct Head {
@@ -191,40 +219,40 @@ struct Head {
     producer: ProducerStamp,
 }
 
-fn write<'a>(head: &Head, records: impl Iterator<Item = (i64, &'a Record)>) -> Vec<u8> {
-    let mut b = vec![0u8; HEADER_LEN];
-    let mut rec = Vec::new();
+/// Appends one batch to `out`; each record written once, in place.
+fn write<'a>(out: &mut Vec<u8>, head: &Head, records: impl Iterator<Item = (i64, &'a Record)>) {
+    let start = out.len();
+    out.resize(start + HEADER_LEN, 0);
     let mut n = 0i32;
     for (offset_delta, r) in records {
         n += 1;
-        rec.clear();
-        rec.push(0); // attributes
-        put_varint(&mut rec, r.timestamp - head.base_timestamp);
-        put_varint(&mut rec, offset_delta);
-        for v in [&r.key, &r.value] {
-            match v {
-                None => put_varint(&mut rec, -1),
-                Some(v) => {
-                    put_varint(&mut rec, v.len() as i64);
-                    rec.extend_from_slice(v);
-                }
-            }
-        }
-        put_varint(&mut rec, r.headers.len() as i64);
+        let ts_delta = r.timestamp - head.base_timestamp;
+        let headers_len: usize = r
+            .headers
+            .iter()
+            .map(|(k, v)| field_len(Some(k)) + field_len(v.as_deref()))
+            .sum();
+        let len = 1
+            + varint_len(ts_delta)
+            + varint_len(offset_delta)
+            + field_len(r.key.as_deref())
+            + field_len(r.value.as_deref())
+            + varint_len(r.headers.len() as i64)
+            + headers_len;
+        out.reserve(len + 5);
+        put_varint(out, len as i64);
+        out.push(0); // attributes
+        put_varint(out, ts_delta);
+        put_varint(out, offset_delta);
+        put_field(out, r.key.as_deref());
+        put_field(out, r.value.as_deref());
+        put_varint(out, r.headers.len() as i64);
         for (k, v) in &r.headers {
-            put_varint(&mut rec, k.len() as i64);
-            rec.extend_from_slice(k);
-            match v {
-                None => put_varint(&mut rec, -1),
-                Some(v) => {
-                    put_varint(&mut rec, v.len() as i64);
-                    rec.extend_from_slice(v);
-                }
-            }
+            put_field(out, Some(k));
+            put_field(out, v.as_deref());
         }
-        put_varint(&mut b, rec.len() as i64);
-        b.extend_from_slice(&rec);
     }
+    let b = &mut out[start..];
     let batch_length = (b.len() - LOG_OVERHEAD) as i32;
     let p = &head.producer;
     b[batch::POS_BASE_OFFSET..][..8].copy_from_slice(&head.base_offset.to_be_bytes());
@@ -240,9 +268,8 @@ fn write<'a>(head: &Head, records: impl Iterator<Item = (i64, &'a Record)>) -> V
     b[batch::POS_PRODUCER_EPOCH..][..2].copy_from_slice(&p.epoch.to_be_bytes());
     b[batch::POS_BASE_SEQUENCE..][..4].copy_from_slice(&p.base_sequence.to_be_bytes());
     b[batch::POS_RECORD_COUNT..][..4].copy_from_slice(&n.to_be_bytes());
-    let crc = batch::compute_crc(&b);
+    let crc = batch::compute_crc(b);
     b[batch::POS_CRC..][..4].copy_from_slice(&crc.to_be_bytes());
-    b
 }
 
 #[cfg(test)]
@@ -345,7 +372,11 @@ mod tests {
         if let Some(r) = kept.first_mut() {
             r.value = Some(Bytes::from_static(b"new"));
         }
-        let b = Bytes::from(rewrite(&h, &kept));
+        // Appended after what the buffer holds.
+        let mut out = b"before".to_vec();
+        rewrite(&mut out, &h, &kept);
+        assert_eq!(&out[..6], b"before");
+        let b = Bytes::from(out).slice(6..);
         assert!(batch::verify_crc(&b));
         let (h2, got) = decode(&b).unwrap();
         assert_eq!(
@@ -354,10 +385,34 @@ mod tests {
         );
         assert_eq!((h2.producer_id, h2.compression()), (h.producer_id, 0));
         assert_eq!(got, kept);
-        let empty = Bytes::from(rewrite(&h, &[]));
+        let mut empty = Vec::new();
+        rewrite(&mut empty, &h, &[]);
+        let empty = Bytes::from(empty);
         let (h3, none) = decode(&empty).unwrap();
         assert!(none.is_empty());
         assert_eq!((h3.record_count, h3.next_offset()), (0, h.next_offset()));
+    }
+
+    #[test]
+    fn varint_len_is_what_put_varint_writes() {
+        for v in [
+            0,
+            1,
+            -1,
+            63,
+            64,
+            -64,
+            -65,
+            8191,
+            8192,
+            i32::MAX as i64,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            assert_eq!(varint_len(v), b.len(), "{v}");
+        }
     }
 
     #[test]

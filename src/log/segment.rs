@@ -295,10 +295,9 @@ impl Segment {
 
     /// Exactly `len` bytes at `pos` (all below the published size).
     fn read_chunk(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        let n = self.file.read_at(&mut buf, pos)?;
-        if n < len {
-            return Err(short_read(self, pos + n as u64));
+        let buf = self.file.read_vec(len, pos)?;
+        if buf.len() < len {
+            return Err(short_read(self, pos + buf.len() as u64));
         }
         Ok(buf)
     }
