@@ -153,24 +153,25 @@ async fn delays_are_delivered_on_time_in_order_once_even_across_a_restart() {
         .map(|g| (g.headers["n"].parse().unwrap(), g.clone()))
         .collect();
     let id_of = |n: usize| format!("{}:{}", by_n[&n].partition, by_n[&n].offset);
-    // Cancel record 11 with a cancel record, and 12 through the service.
-    let cancel = vec![(2, None, vec![("kairos-cancel".to_string(), id_of(11))])];
+    // Cancel record 173 with a cancel record, and 247 through the service: the two
+    // longest delays (2,287 and 2,293 ms), so that a slow machine still cancels in time.
+    let cancel = vec![(2, None, vec![("kairos-cancel".to_string(), id_of(173))])];
     let c2 = cfg.clone();
     tokio::task::spawn_blocking(move || send(&c2, "orders.delay", &cancel))
         .await
         .unwrap();
-    let g12 = &by_n[&12];
+    let g247 = &by_n[&247];
     let cancelled = h
         .broker
         .delays
         .cancel(kairos::delay::wheel::DelayId {
             target: "orders".into(),
-            partition: g12.partition,
-            offset: g12.offset,
+            partition: g247.partition,
+            offset: g247.offset,
         })
         .await
         .unwrap();
-    assert!(cancelled, "record 12 was pending");
+    assert!(cancelled, "record 247 was pending");
 
     // Restart while most are pending.
     h.shutdown().await;
@@ -189,7 +190,7 @@ async fn delays_are_delivered_on_time_in_order_once_even_across_a_restart() {
     let mut last_ts: HashMap<i32, i64> = HashMap::new();
     for g in &got {
         let n: usize = g.headers["n"].parse().unwrap();
-        assert!(n != 11 && n != 12, "cancelled record {n} was delivered");
+        assert!(n != 173 && n != 247, "cancelled record {n} was delivered");
         let src = &by_n[&n];
         let id = &g.headers["kairos-delay-id"];
         assert_eq!(id, &id_of(n));

@@ -9,6 +9,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use super::api;
 use super::errors::UNSUPPORTED_VERSION;
+use super::frame::{ChunkBuf, Frame};
 use super::versions;
 use crate::broker::Broker;
 
@@ -18,7 +19,9 @@ pub enum Reply {
     Nothing,
     Now(Bytes),
     /// Computed after waiting (long-poll fetch, fsync); still written in order.
-    Later(BoxFuture<'static, Option<Bytes>>),
+    Later(BoxFuture<'static, Option<Frame>>),
+    /// A deferred reply that was ready at once.
+    Ready(Frame),
 }
 
 /// Why a connection is closed instead of answered.
@@ -61,6 +64,24 @@ impl Ctx {
     /// Encodes a response with the right header for this request.
     pub fn encode<R: Encodable + HeaderVersion>(&self, resp: &R) -> Bytes {
         encode_response(self.api, self.version, self.correlation_id, resp)
+    }
+
+    /// [`Ctx::encode`] for a response that holds large stored buffers (`shared`: a
+    /// fetch's records), which the frame references instead of copying.
+    pub fn encode_frame<R: Encodable + HeaderVersion>(&self, resp: &R, shared: &[Bytes]) -> Frame {
+        let header_version = self.api.response_header_version(self.version);
+        let header = ResponseHeader::default().with_correlation_id(self.correlation_id);
+        let size = header.compute_size(header_version).unwrap_or(0)
+            + resp.compute_size(self.version).unwrap_or(0);
+        let copied = size.saturating_sub(shared.iter().map(Bytes::len).sum());
+        let mut buf = ChunkBuf::new(shared, 4 + copied);
+        buf.put_i32(size as i32);
+        let ok = header.encode(&mut buf, header_version).is_ok()
+            && resp.encode(&mut buf, self.version).is_ok();
+        match buf.finish() {
+            Some(frame) if ok && frame.len() == 4 + size => frame,
+            _ => self.encode(resp).into(),
+        }
     }
 }
 
@@ -283,7 +304,7 @@ pub async fn handle_frame(
 async fn start(reply: Reply) -> Reply {
     match reply {
         Reply::Later(mut fut) => match futures::poll!(fut.as_mut()) {
-            std::task::Poll::Ready(Some(bytes)) => Reply::Now(bytes),
+            std::task::Poll::Ready(Some(frame)) => Reply::Ready(frame),
             std::task::Poll::Ready(None) => Reply::Nothing,
             std::task::Poll::Pending => Reply::Later(fut),
         },

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod dispatch;
 pub mod errors;
+pub mod frame;
 pub mod server;
 pub mod throttle;
 pub mod versions;

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::dispatch::{self, Reply};
+use super::frame::Frame;
 use crate::broker::Broker;
 use crate::console::RequestTimer;
 
@@ -122,9 +123,10 @@ async fn write_replies(
 ) {
     let mut out = BufWriter::with_capacity(64 * 1024, wr);
     while let Some((reply, timer)) = rx.recv().await {
-        let bytes = match reply {
+        let frame = match reply {
             Reply::Nothing => None,
-            Reply::Now(b) => Some(b),
+            Reply::Now(b) => Some(Frame::from(b)),
+            Reply::Ready(f) => Some(f),
             Reply::Later(f) => {
                 // Replies already buffered leave before the wait (a long-poll can take
                 // seconds), not after it.
@@ -134,12 +136,15 @@ async fn write_replies(
                 f.await
             }
         };
-        if let Some(b) = bytes {
-            if b.is_empty() {
+        if let Some(f) = frame {
+            if f.is_empty() {
                 return; // an unencodable response: close rather than desynchronize the client
             }
-            if out.write_all(&b).await.is_err() {
-                return;
+            // Large buffers (a fetch's records) bypass the write buffer.
+            for c in f.chunks() {
+                if out.write_all(c).await.is_err() {
+                    return;
+                }
             }
         }
         timer.replied();

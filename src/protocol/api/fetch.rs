@@ -24,6 +24,7 @@ use crate::protocol::dispatch::{Ctx, Reply};
 use crate::protocol::errors::{
     self, check_leader_epoch, NONE, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
 };
+use crate::protocol::frame::Frame;
 use crate::protocol::throttle;
 use crate::quotas::QuotaKind;
 use crate::topics::Partition;
@@ -117,7 +118,7 @@ pub fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
                     // Shutdown: answer with what there is rather than hold the drain up.
                     _ = stopping.wait_for(|s| *s) => {
                         let (resp, _, _) = read_all(&topics, max_bytes, ctx.version, committed);
-                        return Some(ctx.encode(&resp));
+                        return Some(ctx.encode_frame(&resp, &records_of(&resp)));
                     }
                 }
             }
@@ -133,8 +134,8 @@ fn within_quota(
     ctx: &Ctx,
     topics: &[(FetchableTopicResponse, Vec<Wanted>)],
     resp: &FetchResponse,
-) -> Bytes {
-    let encoded = ctx.encode(resp);
+) -> Frame {
+    let encoded = ctx.encode_frame(resp, &records_of(resp));
     let throttle_ms = throttle::record(ctx, QuotaKind::Fetch, encoded.len());
     if throttle_ms == 0 {
         count_fetched(ctx, topics, resp);
@@ -147,6 +148,16 @@ fn within_quota(
             .with_error_code(NONE)
             .with_session_id(0),
     )
+    .into()
+}
+
+/// The records of every partition of `resp`: stored bytes, written as they are.
+fn records_of(resp: &FetchResponse) -> Vec<Bytes> {
+    resp.responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter_map(|p| p.records.clone())
+        .collect()
 }
 
 /// Counts each partition's batches in a response that is sent (`read_all` builds

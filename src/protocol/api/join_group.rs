@@ -72,7 +72,7 @@ pub fn handle(ctx: Ctx, req: JoinGroupRequest) -> Reply {
                     }
                 }
             }
-            Some(ctx.encode(&resp))
+            Some(ctx.encode(&resp).into())
         }
         .boxed(),
     )

@@ -126,7 +126,7 @@ pub async fn handle(ctx: Ctx, req: ProduceRequest) -> Reply {
                     pr.base_offset = -1;
                 }
             }
-            Some(ctx.encode(&resp))
+            Some(ctx.encode(&resp).into())
         }
         .boxed(),
     )

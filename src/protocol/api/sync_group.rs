@@ -40,7 +40,7 @@ pub fn handle(ctx: Ctx, req: SyncGroupRequest) -> Reply {
                     resp.error_code = errors::group_error(&e);
                 }
             }
-            Some(ctx.encode(&resp))
+            Some(ctx.encode(&resp).into())
         }
         .boxed(),
     )
