@@ -257,14 +257,6 @@ impl Probe {
             .record(lateness_ms.max(0) as f64 / 1e3);
     }
 
-    /// Records a view's script kept, dropped or failed on (`outcome`).
-    pub fn view_records(view: &str, outcome: &'static str, records: u64) {
-        if records > 0 {
-            counter!("kairos_view_records_total", "view" => view.to_string(), "outcome" => outcome)
-                .increment(records);
-        }
-    }
-
     /// The whole `/metrics` text: the recorder's series, then the broker's state now.
     pub fn render(&self, broker: &Broker) -> String {
         let mut out = recorder().render();
@@ -399,6 +391,28 @@ impl Probe {
             &lags,
             |l| (lag_labels(l), l.lag),
         );
+        let views = broker.views.list();
+        let outcomes: Vec<(&str, &str, u64)> = views
+            .iter()
+            .flat_map(|v| {
+                ["kept", "dropped", "failed"]
+                    .into_iter()
+                    .zip(&v.counts)
+                    .map(|(o, c)| (v.name.as_str(), o, load(c)))
+            })
+            .collect();
+        w.family(
+            "kairos_view_records_total",
+            "counter",
+            "Records read through a view since start, by the script's outcome.",
+            &outcomes,
+            |&(view, outcome, n)| {
+                (
+                    [("view", Label::Str(view)), ("outcome", Label::Str(outcome))],
+                    n,
+                )
+            },
+        );
     }
 
     /// A response throttled by a client quota: `entity` is the quota's client id
@@ -478,10 +492,6 @@ fn describe() {
         DELAY_LATENESS,
         metrics::Unit::Seconds,
         "Delivery time minus due time of delay records."
-    );
-    metrics::describe_counter!(
-        "kairos_view_records_total",
-        "Records read through a view, by the script's outcome."
     );
 }
 

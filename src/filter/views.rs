@@ -3,6 +3,7 @@
 //! the fetch path calls, [`View::filter`], which turns stored source batches into the
 //! view's batches.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -50,6 +51,9 @@ pub struct View {
     pub script_source: String,
     pub on_error: OnError,
     script: Script,
+    /// Records kept, dropped, and failed on since start (`kairos_view_records_total`,
+    /// read at scrape: a deleted view leaves no series).
+    pub counts: [AtomicU64; 3],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,11 +68,6 @@ pub enum ViewError {
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// Counters of what views did, by outcome.
-fn count(view: &str, what: &'static str, n: u64) {
-    crate::console::Probe::view_records(view, what, n);
 }
 
 /// Stored bytes above which a fetch filters with [`tokio::task::block_in_place`], so that
@@ -155,9 +154,9 @@ impl View {
                 }
             }
         }
-        count(&self.name, "kept", kept);
-        count(&self.name, "dropped", dropped);
-        count(&self.name, "failed", failed);
+        for (c, n) in self.counts.iter().zip([kept, dropped, failed]) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
         match out {
             None => stored.slice(..pos),
             Some(o) => Bytes::from(o),
@@ -264,6 +263,7 @@ impl Views {
                     script_source: s.script,
                     on_error: s.on_error,
                     script,
+                    counts: Default::default(),
                 }),
                 Err(e) => tracing::error!(view = %name, "stored view script does not compile: {e}"),
             }
@@ -333,6 +333,7 @@ impl Views {
             script_source: def.script,
             on_error: def.on_error,
             script,
+            counts: Default::default(),
         };
         self.insert(view);
         Ok(self.get(&def.name).expect("just inserted"))
@@ -363,6 +364,7 @@ mod tests {
             script_source: script.into(),
             on_error,
             script: Script::compile(script).unwrap(),
+            counts: Default::default(),
         }
     }
 
