@@ -33,8 +33,9 @@ pub struct Predicate {
 
 #[derive(Debug)]
 enum Node {
-    And(Vec<Node>),
-    Or(Vec<Node>),
+    /// `&&` (`true`) or `||` (`false`) over the operands: evaluation goes on while an
+    /// operand is that value, which is also the result when all are.
+    Chain(bool, Vec<Node>),
     Not(Box<Node>),
     Cmp(Cmp, Box<Node>, Box<Node>),
     Get(Operand),
@@ -102,8 +103,10 @@ impl Predicate {
 
 fn node(e: &Expr, fields: &mut Vec<String>) -> Option<Node> {
     Some(match e {
-        Expr::And(xs, _) => Node::And(xs.iter().map(|x| node(x, fields)).collect::<Option<_>>()?),
-        Expr::Or(xs, _) => Node::Or(xs.iter().map(|x| node(x, fields)).collect::<Option<_>>()?),
+        Expr::And(xs, _) | Expr::Or(xs, _) => Node::Chain(
+            matches!(e, Expr::And(..)),
+            xs.iter().map(|x| node(x, fields)).collect::<Option<_>>()?,
+        ),
         Expr::FnCall(call, _) => call_node(call, fields)?,
         Expr::BoolConstant(b, _) => Node::Get(Operand::Const(Scalar::Bool(*b))),
         Expr::IntegerConstant(n, _) => Node::Get(Operand::Const(Scalar::Int(*n))),
@@ -197,25 +200,15 @@ impl<'v> From<&'v Scalar<'_>> for Val<'v> {
 
 fn eval<'v>(n: &'v Node, rec: &Input<'v>, vals: &'v [Scalar<'_>]) -> Option<Val<'v>> {
     Some(match n {
-        Node::And(xs) => {
+        Node::Chain(go_on, xs) => {
             for x in xs {
                 match eval(x, rec, vals)? {
-                    Val::Bool(true) => {}
-                    Val::Bool(false) => return Some(Val::Bool(false)),
+                    Val::Bool(b) if b == *go_on => {}
+                    Val::Bool(b) => return Some(Val::Bool(b)),
                     _ => return None,
                 }
             }
-            Val::Bool(true)
-        }
-        Node::Or(xs) => {
-            for x in xs {
-                match eval(x, rec, vals)? {
-                    Val::Bool(false) => {}
-                    Val::Bool(true) => return Some(Val::Bool(true)),
-                    _ => return None,
-                }
-            }
-            Val::Bool(false)
+            Val::Bool(*go_on)
         }
         Node::Not(x) => match eval(x, rec, vals)? {
             Val::Bool(b) => Val::Bool(!b),
